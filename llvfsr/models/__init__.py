@@ -1,0 +1,45 @@
+"""Every super-resolution model of the project, built by name.
+
+Contract (all models): ``model = build(name, scale=8, **overrides)`` returns an ``nn.Module`` with
+``forward(lr: Tensor[B,3,h,w], priors: Priors | None = None) -> Tensor[B,3,h*scale,w*scale]`` on float RGB
+in [0, 1]. A model that works on a bicubic-upsampled input upsamples inside itself.
+
+Auxiliary outputs (the side channel): a model with auxiliary heads (FSRNet's landmark/parsing estimator,
+DIC's landmark estimator) keeps the outputs of its last forward in ``model.aux`` (a dict of tensors, e.g.
+``aux["heatmaps"]``: [B, 68, H', W']) and defines ``auxiliary_loss(hr, priors) -> Tensor``, a scalar that the
+train loop adds to its pixel loss. The targets it reads are the entry's ``targets`` fields of `Priors`.
+"""
+
+from types import MappingProxyType as _Frozen
+
+from llvfsr.models.registry import ModelEntry, build, get_entry, list_models, register
+
+ALL_PRIORS = frozenset({"mask", "depth", "caption", "description"})
+
+register(ModelEntry("llvfsr", "llvfsr.models.llvfsr:build_llvfsr", "LLV-FSR, all four priors (LVPFB)",
+                    priors=ALL_PRIORS, paper_name="LLV-FSR"))
+register(ModelEntry("llvfsr-model1", "llvfsr.models.llvfsr:build_model1", "Table 2 Model 1: no LVPFB, no priors",
+                    paper_name="Model 1"))
+register(ModelEntry("llvfsr-model2", "llvfsr.models.llvfsr:build_model2",
+                    "Table 2 Model 2: priors fused by concatenation + conv", priors=ALL_PRIORS, paper_name="Model 2"))
+for _prior in ("mask", "depth", "caption", "description"):
+    register(ModelEntry(f"llvfsr-wo-{_prior}", f"llvfsr.models.llvfsr:build_wo_{_prior}",
+                        f"LLV-FSR without the {_prior} branch and input (Fig. 9)",
+                        priors=ALL_PRIORS - {_prior}, paper_name=f"w/o {_prior}"))
+
+register(ModelEntry("bicubic", "llvfsr.models.bicubic:build_bicubic", "bicubic up-sampling (evaluated, not trained)",
+                    trained=False, paper_name="Bicubic"))
+
+# Baselines of Table 1 (paper Sec. 4.3). train_defaults hold each paper's own optimiser and loss settings.
+register(ModelEntry("srcnn", "baselines.srcnn:build", "SRCNN (Dong et al., TPAMI 2016)", paper_name="SRCNN"))
+register(ModelEntry("fsrnet", "baselines.fsrnet:build", "FSRNet (Chen et al., CVPR 2018)",
+                    targets=frozenset({"mask", "landmarks"}), paper_name="FSRNet"))
+register(ModelEntry("dic", "baselines.dic:build", "DIC (Ma et al., CVPR 2020)", targets=frozenset({"landmarks"}),
+                    paper_name="DIC"))
+register(ModelEntry("sisn", "baselines.sisn:build", "SISN (Lu et al., ACM MM 2021)", paper_name="SISN"))
+register(ModelEntry("faceformer", "baselines.faceformer:build", "FaceFormer (Wang et al., TCSVT 2023)",
+                    paper_name="FaceFormer"))
+register(ModelEntry("sfmnet", "baselines.sfmnet:build", "SFMNet (Wang et al., CVPR 2023)", paper_name="SFMNet"))
+register(ModelEntry("wfen", "baselines.wfen:build", "WFEN (Li et al., ACM MM 2024)", paper_name="WFEN"))
+
+__all__ = ["ALL_PRIORS", "ModelEntry", "build", "get_entry", "list_models", "register"]
