@@ -1,0 +1,1 @@
+"""From MLflow runs back to the paper's tables and figures."""

@@ -1,0 +1,80 @@
+"""Full training checkpoints (model, optimiser, RNG, epoch, history) that load with ``weights_only=True``.
+
+A checkpoint records the flat experiment config; loading it into another model, scale or config is refused
+with an error naming the field that differs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from llvfsr.config import ExperimentConfig, flatten
+
+# Fields that may change between a checkpoint and the run that resumes from it (where it runs, how long it
+# runs, what it writes where), not what it learns.
+RESUMABLE_CHANGES = frozenset({
+    "train.epochs", "train.device", "train.val_every", "train.val_max", "train.lpips", "train.niqe",
+    "train.lpips_trunk", "train.allow_random_lpips", "train.n_samples", "train.compile", "out_dir",
+    "data.priors_root", "data.skip_bad",
+})  # fmt: skip
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint belongs to another model, scale or configuration."""
+
+
+def save_checkpoint(path: Path, config: ExperimentConfig, model: nn.Module, optimizer: torch.optim.Optimizer | None,
+                    epoch: int, history: list[dict]) -> Path:  # fmt: skip
+    """Write atomically (temp file + rename) so a crash never leaves a half-written checkpoint."""
+    state = {
+        "config": flatten(config),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else {},
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "epoch": epoch,
+        "history": history,
+    }
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def check_compatible(saved: dict[str, str], config: ExperimentConfig, path: Path) -> None:
+    current = flatten(config)
+    for key in sorted(set(saved) | set(current)):
+        if key in RESUMABLE_CHANGES or saved.get(key) == current.get(key):
+            continue
+        raise CheckpointMismatch(
+            f"checkpoint {path} was written with {key}={saved.get(key, '<unset>')}, "
+            f"but this run has {key}={current.get(key, '<unset>')}"
+        )
+
+
+def load_checkpoint(path: Path, config: ExperimentConfig | None, model: nn.Module,
+                    optimizer: torch.optim.Optimizer | None = None) -> dict:  # fmt: skip
+    """Restore model (+ optimiser and RNG) from `path`; returns the raw state (epoch, history, config).
+
+    With `config` None (inference), only the model weights are loaded and no compatibility check is made
+    beyond the state dict's own keys and shapes.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated or foreign file
+        raise CheckpointMismatch(f"cannot read checkpoint {path}: {error}") from error
+    if config is not None:
+        check_compatible(state["config"], config, path)
+    model.load_state_dict(state["model"])
+    if optimizer is not None and state["optimizer"]:
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return state

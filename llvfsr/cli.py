@@ -1,0 +1,122 @@
+"""Command-line flags generated from the config dataclasses; each field's trailing comment is its help text.
+
+Bad values exit with status 2 and a message that names the flag and what was expected (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import io
+import tokenize
+import types
+import typing
+from functools import cache
+from typing import Any
+
+from llvfsr import config as config_module
+from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+
+
+@cache
+def field_help(cls: type) -> dict[str, str]:
+    """Map each field of a config dataclass to the comment written after it in config.py."""
+    helps, pending = {}, None
+    source = inspect.getsource(cls)
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.NAME and token.start[1] == 4 and pending is None:
+            pending = token.string
+        elif token.type == tokenize.COMMENT and pending:
+            helps[pending] = token.string.lstrip("# ").strip()
+        if token.type == tokenize.NEWLINE:
+            pending = None
+    return helps
+
+
+def _parser_for(annotation: Any):
+    """An argparse `type` for a field annotation such as 'int | None' or 'tuple[float, float] | None'."""
+    hint = eval(annotation, vars(config_module), {"typing": typing}) if isinstance(annotation, str) else annotation
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, types.UnionType) else [hint]
+    base = args[0]
+    if base is bool:
+        return None
+    if typing.get_origin(base) is tuple:
+        inner = typing.get_args(base)[0]
+        return lambda text: tuple(inner(part) for part in text.split(","))
+    return base
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--field-name`` flag per dataclass field (booleans become --flag / --no-flag)."""
+    helps = field_help(cls)
+    group = parser.add_argument_group(cls.__name__)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kind = _parser_for(f.type)
+        text = f"{helps.get(f.name, '')} (default: {default})"
+        if kind is None:
+            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", action=argparse.BooleanOptionalAction,
+                               default=None, help=text)  # fmt: skip
+        else:
+            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", type=kind, default=None, help=text)
+
+
+def config_from_args(args: argparse.Namespace, cls: type, base: Any = None) -> Any:
+    """Build `cls` from the parsed flags; flags left unset keep `base`'s value (or the field default)."""
+    values = {f.name: getattr(args, f"{cls.__name__}.{f.name}", None) for f in dataclasses.fields(cls)}
+    base = base if base is not None else cls()
+    return dataclasses.replace(base, **{k: v for k, v in values.items() if v is not None})
+
+
+def parse_overrides(items: list[str] | None) -> tuple[tuple[str, Any], ...]:
+    """``["width=32", "transformer=window"]`` -> (("transformer", "window"), ("width", 32)); values parsed as
+    int, float, bool or comma lists when they look like one."""
+
+    def value(text: str) -> Any:
+        if "," in text:
+            return tuple(value(part) for part in text.split(",") if part)
+        for cast in (int, float):
+            try:
+                return cast(text)
+            except ValueError:
+                pass
+        return {"true": True, "false": False}.get(text.lower(), text)
+
+    out = []
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {item!r}")
+        out.append((key, value(raw)))
+    return tuple(sorted(out))
+
+
+def experiment_parser(description: str) -> argparse.ArgumentParser:
+    """A parser with --model, --set KEY=VALUE (architecture overrides), --out, and every data/train field."""
+    from llvfsr.models import list_models
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", default="llvfsr", choices=list_models(), help="registry name of the model")
+    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                        help="architecture override passed to the model factory, e.g. --set width=32")  # fmt: skip
+    parser.add_argument("--out", default=None, help="output folder (checkpoint, per-image CSV, samples)")
+    add_config_flags(parser, DataConfig)
+    add_config_flags(parser, TrainConfig)
+    return parser
+
+
+def experiment_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ExperimentConfig:
+    try:
+        overrides = parse_overrides(args.overrides)
+    except argparse.ArgumentTypeError as error:
+        parser.error(str(error))
+    data = config_from_args(args, DataConfig)
+    if data.scale not in (8, 16):
+        parser.error(f"--scale must be 8 or 16, got {data.scale}")
+    model = ModelConfig(args.model, overrides)
+    out = args.out or f"runs/{args.model}-x{data.scale}"
+    return ExperimentConfig(data=data, model=model, train=config_from_args(args, TrainConfig), out_dir=out)

@@ -1,0 +1,135 @@
+"""Load a trial's data once: uint8 HR faces and their priors, resident on the training device.
+
+The design's performance rule: a trial's split is small enough to live on the GPU, so it is loaded once, degraded
+on the device and indexed there; the data pipeline never stalls the step. Prior stores are produced ahead of the
+trials (`ensure_priors`, called by the sweep driver and the single-run CLI) and only read here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from llvfsr.config import DataConfig
+from llvfsr.priors.types import Priors
+
+log = logging.getLogger(__name__)
+
+SYNTHETIC_DEFAULT_N = {"train": 1000, "test": 200}
+TEXT_FIELDS = ("caption", "description")
+
+
+@dataclass
+class SplitData:
+    """One split in memory: ids, HR faces (uint8 [N,3,H,W]) and priors (any subset of fields)."""
+
+    ids: list[str]
+    hr: Tensor
+    priors: Priors
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, index: Tensor) -> tuple[Tensor, Priors]:
+        """HR float [B,3,H,W] in [0,1] and the matching priors, on the data's device."""
+        return self.hr[index].float().div_(255.0), self.priors.select(index)
+
+    def subset(self, index: Tensor) -> SplitData:
+        return SplitData([self.ids[i] for i in index.tolist()], self.hr[index], self.priors.select(index))
+
+
+def split_size(data: DataConfig, split: str) -> int | None:
+    n = data.train_n if split == "train" else data.test_n
+    if n is None and data.dataset == "synthetic":
+        n = SYNTHETIC_DEFAULT_N[split]
+    return n
+
+
+def open_split(data: DataConfig, split: str):
+    """The `FaceDataset` of a split ("train" or "test") described by `data`."""
+    from llvfsr.data.datasets import open_dataset
+
+    if data.dataset == "synthetic":
+        return open_dataset("synthetic", split, n=split_size(data, split), seed=data.data_seed, hr_size=data.hr_size)
+    dataset = open_dataset(data.dataset, split, hr_size=data.hr_size, split_dir=data.split_dir, text_dir=data.text_dir,
+                           skip_bad=data.skip_bad)  # fmt: skip
+    n = split_size(data, split)
+    return dataset if n is None else dataset.head(n)
+
+
+def source_names(data: DataConfig) -> dict[str, str]:
+    return {
+        "mask": data.mask_source,
+        "depth": data.depth_source,
+        "caption": data.caption_source,
+        "description": data.description_source,
+        "landmarks": data.landmarks_source,
+    }
+
+
+def open_store(data: DataConfig, split: str):
+    from llvfsr.priors.store import PriorStore
+
+    return PriorStore.open(data.priors_root, open_split(data, split), split, data.scale)
+
+
+def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), progress: bool = True) -> None:
+    """Extract whatever the prior stores of these splits still lack for `fields` (resumable, idempotent)."""
+    if not fields:
+        return
+    from llvfsr.priors.sources import make_source
+    from llvfsr.priors.store import PriorStore
+
+    names = source_names(data)
+    for split in splits:
+        dataset = open_split(data, split)
+        store = PriorStore.open(data.priors_root, dataset, split, data.scale)
+        sources = {kind: make_source(kind, names[kind]) for kind in sorted(fields)}
+        encoder = make_text_encoder(data) if fields & set(TEXT_FIELDS) else None
+        store.extract(dataset, sources, encoder, progress=progress)
+
+
+TINY_TEXT_ENCODER = "tiny"  # a 2-layer open_clip text tower for the synthetic presets (random weights, fast on a CPU)
+
+
+def make_text_encoder(data: DataConfig):
+    """The CLIP text encoder `data` names: an open_clip architecture, or "tiny" for the synthetic presets."""
+    from llvfsr.priors.text_encoder import ClipTextEncoder, tiny_clip_config
+
+    if data.text_encoder == TINY_TEXT_ENCODER:
+        return ClipTextEncoder("ViT-B-32", data.text_pretrained, allow_random=data.allow_random_text_encoder,
+                               model_cfg=tiny_clip_config())  # fmt: skip
+    return ClipTextEncoder(data.text_encoder, data.text_pretrained, allow_random=data.allow_random_text_encoder)
+
+
+def text_width(data: DataConfig) -> int:
+    """D of the token-level text embeddings that `data`'s text encoder writes (without building it)."""
+    if data.text_encoder == TINY_TEXT_ENCODER:
+        from llvfsr.priors.text_encoder import tiny_clip_config
+
+        return tiny_clip_config()["text_cfg"]["width"]
+    import open_clip
+
+    config = open_clip.get_model_config(data.text_encoder)
+    if config is None:
+        raise ValueError(f"unknown open_clip architecture {data.text_encoder!r} (data.text_encoder)")
+    return config["text_cfg"]["width"]
+
+
+def load_split(data: DataConfig, split: str, fields: set[str], device: torch.device) -> SplitData:
+    """Load a split's HR faces and the requested prior fields onto `device` (priors must already be extracted)."""
+    dataset = open_split(data, split)
+    hr = np.ascontiguousarray(dataset.load_hr_batch(list(range(len(dataset)))).transpose(0, 3, 1, 2))
+    priors = Priors()
+    if fields:
+        from llvfsr.priors.store import PriorStore
+
+        store = PriorStore.open(data.priors_root, dataset, split, data.scale)
+        priors = store.load(set(fields))
+    ids = [dataset.item_id(i) for i in range(len(dataset))]
+    log.info("loaded %s split: %d faces, priors %s", split, len(ids), sorted(fields))
+    return SplitData(ids, torch.from_numpy(hr).to(device), priors.to(device))

@@ -1,0 +1,138 @@
+"""MLflow tracking: where runs go, the sweep's parent run, one child run per trial, and what each run records.
+
+Default store: SQLite at ``./mlflow.db`` with artifacts in ``./mlartifacts`` (MLflow 3 refuses ``file:`` stores);
+any tracking server by ``--tracking-uri`` or ``MLFLOW_TRACKING_URI``. A trial's run is found again by its
+``trial_id`` tag, so a restored or retried trial continues its own run instead of starting a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from llvfsr.config import ExperimentConfig, flatten
+
+PACKAGES = ("llvfsr", "torch", "torchvision", "ray", "mlflow", "open_clip_torch", "transformers", "pyiqa", "lpips")
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else an absolute SQLite URI in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').absolute()}"
+
+
+def client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def ensure_experiment(tracking_uri: str, name: str) -> str:
+    """The experiment's id, creating it (artifacts under ./mlartifacts for a SQLite store) if needed."""
+    mlflow_client = client(tracking_uri)
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if tracking_uri.startswith("sqlite:"):
+        location = (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").absolute().as_uri()
+    return mlflow_client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def start_parent_run(tracking_uri: str, experiment_id: str, sweep_name: str, grid: str, resume: bool) -> str:
+    """The sweep's parent run id: reused on --resume (found by its sweep tag), else created."""
+    mlflow_client = client(tracking_uri)
+    if resume:
+        found = mlflow_client.search_runs([experiment_id], f"tags.sweep = '{sweep_name}' and tags.role = 'sweep'")
+        if found:
+            return found[0].info.run_id
+    tags = {"role": "sweep", "sweep": sweep_name, "grid": grid, "git.commit": git_commit(),
+            "mlflow.runName": sweep_name}  # fmt: skip
+    tags.update({f"version.{k}": v for k, v in package_versions().items()})
+    return mlflow_client.create_run(experiment_id, tags=tags).info.run_id
+
+
+def trial_tags(config: ExperimentConfig, variant: str, grid: str, sweep: str, trial_id: str, priors: set[str]) -> dict:
+    from llvfsr.metrics import convention_tags
+
+    tags = {
+        "role": "trial",
+        "trial_id": trial_id,
+        "sweep": sweep,
+        "grid": grid,
+        "variant": variant,
+        "model": config.model.name,
+        "priors": ",".join(sorted(priors)) or "none",
+        "scale": str(config.data.scale),
+        "seed": str(config.train.seed),
+        "dataset": config.data.dataset,
+    }
+    tags.update(convention_tags(config.train.convention, config.data.scale))
+    return tags
+
+
+class TrialRun:
+    """The MLflow child run of one trial: created once, found again by trial id on restore."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str],
+                 config: ExperimentConfig, system_metrics: bool = True):  # fmt: skip
+        import mlflow
+
+        self.mlflow = mlflow
+        self.client = client(tracking_uri)
+        mlflow.set_tracking_uri(tracking_uri)
+        query = f"tags.trial_id = '{tags['trial_id']}' and tags.mlflow.parentRunId = '{parent_run_id}'"
+        existing = self.client.search_runs([experiment_id], query)
+        if existing:
+            self.run_id = existing[0].info.run_id
+            self.client.set_tag(self.run_id, "restored", "true")
+        else:
+            run_tags = {**tags, "mlflow.parentRunId": parent_run_id, "mlflow.runName": f"{tags['variant']}-s{tags['seed']}"}
+            self.run_id = self.client.create_run(experiment_id, tags=run_tags).info.run_id
+            params = [mlflow.entities.Param(k, v[:6000]) for k, v in flatten(config).items()]
+            for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+                self.client.log_batch(self.run_id, params=params[start : start + 100])
+        self.active = mlflow.start_run(run_id=self.run_id, log_system_metrics=system_metrics)
+
+    def log_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path) -> None:
+        self.mlflow.log_metrics(metrics, step=epoch)
+        self.client.set_tag(self.run_id, "checkpoint", str(checkpoint))
+        self.client.set_tag(self.run_id, "epochs_done", str(epoch))
+
+    def log_test(self, summary: dict[str, float], out_dir: Path) -> None:
+        self.mlflow.log_metrics(summary)
+        for name in ("per_image.csv", "samples.png", "summary.json", "config.json"):
+            if (out_dir / name).exists():
+                self.mlflow.log_artifact(str(out_dir / name))
+        self.client.set_tag(self.run_id, "status", "finished")
+
+    def close(self, failed: bool = False) -> None:
+        self.mlflow.end_run("FAILED" if failed else "FINISHED")
+
+
+def read_json_artifact(tracking_uri: str, run_id: str, name: str) -> dict:
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, tracking_uri=tracking_uri)
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,220 @@
+"""The train loop: one function that runs alone, under Ray Train (DDP) or inside a Ray Tune trial.
+
+Setup -> data -> model -> optimiser -> (resume) -> epochs of L1 training with periodic validation and full
+checkpoints -> test evaluation (per-image CSV, summary, sample images). Paper Sec. 4.2: L1 loss, Adam (lr 2e-4,
+betas 0.9/0.99, eps 1e-8), 30 epochs. Whoever drives the loop (CLI, Tune, MLflow) listens through `TrainHooks`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from llvfsr.checkpoint import load_checkpoint, save_checkpoint
+from llvfsr.config import ExperimentConfig, flatten, resolve_train
+from llvfsr.data.degrade import degrade_bicubic
+from llvfsr.data.loading import SplitData, load_split, text_width
+from llvfsr.evaluate import evaluate_split
+from llvfsr.models import build, get_entry
+
+log = logging.getLogger(__name__)
+
+
+class TrainHooks:
+    """Callbacks of the train loop; the default does nothing. Every DDP rank calls them; only rank 0 passes a
+    checkpoint and a test summary (the others pass None and {})."""
+
+    def restore_path(self) -> Path | None:
+        """A checkpoint file to resume from (e.g. the one Ray Tune restored), or None."""
+        return None
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+        """After each epoch, with that epoch's metrics and the checkpoint file just written."""
+
+    def on_test(self, summary: dict[str, float], out_dir: Path) -> None:
+        """After the final test evaluation; `out_dir` holds per_image.csv, summary.json and samples.png."""
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def required_fields(model: nn.Module, name: str) -> set[str]:
+    """Prior fields the model reads in forward plus the targets of its auxiliary loss."""
+    entry = get_entry(name)
+    return set(getattr(model, "required_priors", entry.priors)) | set(entry.targets)
+
+
+def build_model(config: ExperimentConfig) -> nn.Module:
+    """The configured model; LLV-FSR variants get the text width of the configured CLIP encoder."""
+    kwargs = config.model.kwargs()
+    if get_entry(config.model.name).factory.startswith("llvfsr.models.llvfsr:"):
+        kwargs.setdefault("text_dim", text_width(config.data))
+    return build(config.model.name, scale=config.data.scale, **kwargs)
+
+
+def make_lr(hr: Tensor, scale: int) -> Tensor:
+    """Bicubic LR from HR (design contract), quantised to 8 bits as a stored LR face would be."""
+    return degrade_bicubic(hr, scale).clamp_(0, 1).mul_(255).round_().div_(255)
+
+
+def pixel_loss(kind: str, sr: Tensor, hr: Tensor) -> Tensor:
+    if kind == "l1":
+        return F.l1_loss(sr, hr)
+    if kind == "l2":
+        return F.mse_loss(sr, hr)
+    raise ValueError(f"train.loss must be 'l1' or 'l2', got {kind!r}")
+
+
+def world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def validate(model: nn.Module, data: SplitData, scale: int, batch_size: int) -> float:
+    """Mean RGB PSNR (dB, float, no crop) on up to the whole split: a cheap signal for training curves."""
+    model.eval()
+    total = 0.0
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)), device=data.hr.device)
+        hr, priors = data.batch(index)
+        sr = model(make_lr(hr, scale), priors).clamp(0, 1)
+        mse = (sr - hr).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+        total += (-10 * torch.log10(mse)).sum().item()
+    model.train()
+    return total / len(data)
+
+
+def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str, float]:
+    """Train and test one experiment; returns the test summary (means of the per-image metrics)."""
+    hooks = hooks or TrainHooks()
+    rank, world_size = world()
+    tcfg = resolve_train(config.train, config.model.name)
+    scale = config.data.scale
+    device = pick_device(tcfg.device)
+    if device.type == "cuda" and world_size > 1:
+        device = torch.device("cuda", torch.cuda.current_device())
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(tcfg.seed)
+
+    # Model first: the prior fields to load depend on the branches it was built with.
+    entry = get_entry(config.model.name)
+    model = build_model(config).to(device)
+    fields = required_fields(model, config.model.name)
+    train_data = load_split(config.data, "train", fields, device)
+    # Validation faces are held out from the tail of the train split (the test split is never looked at).
+    val_n = config.data.val_n if config.data.val_n is not None else max(1, min(32, len(train_data) // 10))
+    order = torch.arange(len(train_data), device=device)
+    val_data, train_data = train_data.subset(order[-val_n:]), train_data.subset(order[:-val_n])
+    if tcfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    core = model
+    if world_size > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(model) if tcfg.compile else model
+
+    start_epoch, history = 0, []
+    optimizer = None
+    if entry.trained:
+        optimizer = torch.optim.Adam(core.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps,
+                                     fused=tcfg.fused_adam and device.type == "cuda")  # fmt: skip
+        checkpoint = out_dir / "checkpoint.pt"
+        restore = hooks.restore_path() or (checkpoint if checkpoint.exists() else None)
+        if restore is not None:
+            state = load_checkpoint(restore, config, core, optimizer)
+            start_epoch, history = state["epoch"], state["history"]
+            log.info("resumed from %s at epoch %d", restore, start_epoch)
+
+    per_rank = max(1, tcfg.batch_size // world_size)
+    steps = len(train_data) // (per_rank * world_size)
+    if tcfg.max_steps_per_epoch is not None:
+        steps = min(steps, tcfg.max_steps_per_epoch)
+    if entry.trained and steps == 0:
+        raise ValueError(f"train split has {len(train_data)} faces, fewer than one batch of {tcfg.batch_size}")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.bf16 and device.type == "cuda")
+
+    for epoch in range(start_epoch, tcfg.epochs if entry.trained else 0):
+        t0 = time.perf_counter()
+        # The batch order depends on (seed, epoch) only, so a resumed run draws the same batches.
+        generator = torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch)
+        order = torch.randperm(len(train_data), generator=generator).to(device)
+        running = torch.zeros((), device=device)
+        for step in range(steps):
+            index = order[step * per_rank * world_size :][rank * per_rank : (rank + 1) * per_rank]
+            hr, priors = train_data.batch(index)
+            lr = make_lr(hr, scale)
+            if tcfg.channels_last:
+                hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                sr = forward(lr, priors)
+                loss = pixel_loss(tcfg.loss, sr.float(), hr)
+                if hasattr(core, "auxiliary_loss"):
+                    loss = loss + tcfg.aux_weight * core.auxiliary_loss(hr, priors)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.detach()  # no host sync inside the step
+        metrics = {"train_loss": running.item() / steps, "epoch_seconds": time.perf_counter() - t0,
+                   "images_per_second": steps * per_rank * world_size / (time.perf_counter() - t0)}  # fmt: skip
+        if (epoch + 1) % tcfg.val_every == 0 or epoch + 1 == tcfg.epochs:
+            metrics["val_psnr"] = validate(core, val_data.subset(torch.arange(min(tcfg.val_max, len(val_data)))),
+                                           scale, per_rank)  # fmt: skip
+        history.append({"epoch": epoch + 1, **metrics})
+        path = None
+        if rank == 0:
+            path = save_checkpoint(out_dir / "checkpoint.pt", config, core, optimizer, epoch + 1, history)
+            log.info("epoch %d/%d %s", epoch + 1, tcfg.epochs, json.dumps({k: round(v, 4) for k, v in metrics.items()}))
+        hooks.on_epoch(epoch + 1, metrics, path)
+
+    if rank != 0:  # every rank calls the hooks (Ray Train's report is collective); only rank 0 evaluates
+        hooks.on_test({}, out_dir)
+        return {}
+    test_data = load_split(config.data, "test", fields, device)
+    summary = evaluate_split(core, test_data, config, tcfg, out_dir)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "config.json").write_text(json.dumps(flatten(dataclasses.replace(config, train=tcfg)), indent=2))
+    hooks.on_test(summary, out_dir)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m llvfsr.train --model llvfsr --scale 8 --dataset synthetic ...``: one experiment, no Ray."""
+    from llvfsr.cli import experiment_from_args, experiment_parser
+    from llvfsr.data.loading import ensure_priors
+
+    parser = experiment_parser("Train and test one model (no Ray), print the test summary.")
+    parser.add_argument("--list-models", action="store_true", help="print the registered models and exit")
+    args = parser.parse_args(argv)
+    if args.list_models:
+        from llvfsr.models import get_entry, list_models
+
+        for name in list_models():
+            print(f"{name:24s} {get_entry(name).summary}")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = experiment_from_args(parser, args)
+    model = build_model(config)
+    ensure_priors(config.data, required_fields(model, config.model.name))
+    summary = train(config)
+    width = max(map(len, summary))
+    for key, value in summary.items():
+        print(f"{key:{width}s} {value:.4f}")
+    print(f"outputs in {config.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

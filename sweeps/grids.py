@@ -1,0 +1,74 @@
+"""The sweep grids, as data: each grid is a list of named variants (a model plus architecture overrides).
+
+Ray Tune runs one trial per variant x scale x seed. The `hpo` grid instead searches lr, batch size and width for
+one model with Optuna. Schedules (epochs, sizes) are not part of a grid: they come from the data preset.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from llvfsr.models import list_models
+from llvfsr.models.lvpfb import BRANCHES
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # the row label in tables and the MLflow `variant` tag
+    model: str  # registry name
+    overrides: tuple[tuple[str, object], ...] = ()  # architecture overrides for this variant
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    summary: str
+    variants: tuple[Variant, ...]
+    scales: tuple[int, ...] | None = None  # None: the --scale flag decides
+    search: bool = False  # hpo: Optuna searches instead of a fixed list
+
+
+def _ablation() -> tuple[Variant, ...]:
+    names = ["llvfsr-model1", "llvfsr-model2", "llvfsr"] + [f"llvfsr-wo-{p}" for p in BRANCHES]
+    return tuple(Variant(name, name) for name in names)
+
+
+def _prior_subsets() -> tuple[Variant, ...]:
+    variants = []
+    for k in range(len(BRANCHES) + 1):
+        for subset in itertools.combinations(BRANCHES, k):
+            label = "+".join(subset) or "none"
+            variants.append(Variant(f"priors:{label}", "llvfsr", (("branches", subset),)))
+    return tuple(variants)
+
+
+def _table1() -> tuple[Variant, ...]:
+    baselines = [name for name in list_models() if not name.startswith("llvfsr")]
+    return tuple(Variant(name, name) for name in ["llvfsr", *baselines])
+
+
+GRIDS: dict[str, Grid] = {
+    grid.name: grid
+    for grid in (
+        Grid("smoke", "LLV-FSR and Model 1, tiny: checks the whole pipeline in seconds per trial",
+             (Variant("llvfsr", "llvfsr"), Variant("llvfsr-model1", "llvfsr-model1"))),
+        Grid("ablation", "Table 2 (Model 1, Model 2, LLV-FSR) and Fig. 9 (LLV-FSR without each prior)", _ablation()),
+        Grid("priors", "LLV-FSR with every subset of the four priors (16 trials)", _prior_subsets()),
+        Grid("table1", "Table 1: LLV-FSR, the seven baselines and bicubic at x8 and x16", _table1(), scales=(8, 16)),
+        Grid("hpo", "Optuna search over lr, batch size and width for one model (--model)",
+             (Variant("hpo", "llvfsr"),), search=True),
+    )
+}  # fmt: skip
+
+
+def variant_priors(variant: Variant) -> set[str]:
+    """The prior fields a variant reads (its branches override, else the registry entry)."""
+    from llvfsr.models import get_entry
+
+    overrides = dict(variant.overrides)
+    if "branches" in overrides:
+        return set(overrides["branches"])
+    entry = get_entry(variant.model)
+    return set(entry.priors) | set(entry.targets)
+

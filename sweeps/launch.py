@@ -1,0 +1,110 @@
+"""Hand a grid to Ray Tune: prior stores first, then the MLflow parent run, then the Tuner (new or restored)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+from llvfsr.config import ExperimentConfig
+from llvfsr.data.loading import ensure_priors
+from llvfsr.tracking import default_tracking_uri, ensure_experiment, start_parent_run
+from sweeps.grids import Grid, variant_priors
+from sweeps.presets import PRESETS
+from sweeps.trial import SweepContext, trial_fn
+
+HPO_SPACE = {"lr": (1e-4, 1e-3), "batch_size": (8, 16, 32), "width": (16, 32, 64)}
+
+
+def param_space(grid: Grid, args: argparse.Namespace) -> dict:
+    from ray import tune
+
+    if grid.search:
+        return {
+            "variant": grid.variants[0].name,
+            "seed": 0,
+            "scale": args.scale,
+            "lr": tune.loguniform(*HPO_SPACE["lr"]),
+            "batch_size": tune.choice(list(HPO_SPACE["batch_size"])),
+            "width": tune.choice(list(HPO_SPACE["width"])),
+        }
+    return {
+        "variant": tune.grid_search([v.name for v in grid.variants]),
+        "scale": tune.grid_search(list(grid.scales or (args.scale,))),
+        "seed": tune.grid_search(list(range(args.seeds))),
+    }
+
+
+def prepare_priors(grid: Grid, base: ExperimentConfig, scales: tuple[int, ...]) -> None:
+    """Extract every prior field any variant needs, once per scale, before any trial starts."""
+    fields = set().union(*(variant_priors(v) for v in grid.variants))
+    for scale in scales:
+        ensure_priors(dataclasses.replace(base.data, scale=scale), fields)
+
+
+def init_ray(args: argparse.Namespace) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if args.address:
+        ray.init(address=args.address, log_to_driver=True)
+    else:
+        # Trials that drive a TorchTrainer hold a slot while their workers hold others: declare enough logical CPUs.
+        needed = args.cpus_per_trial * args.workers_per_trial + (1 if args.workers_per_trial > 1 else 0)
+        ray.init(num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)), include_dashboard=False)
+
+
+def launch(args: argparse.Namespace, grid: Grid, base: ExperimentConfig, preset_name: str, gpus: float) -> int:
+    from ray import tune
+    from ray.tune import CheckpointConfig, FailureConfig, RunConfig
+
+    scales = grid.scales or (args.scale,)
+    sweep = args.name or f"{grid.name}-x{args.scale}" + ("" if args.data else f"-{preset_name}")
+    storage = str(Path(args.storage).absolute()) if "://" not in args.storage else args.storage
+    work_dir = str(Path(storage if "://" not in storage else "ray_results").absolute() / sweep / "work")
+    prepare_priors(grid, base, scales)
+
+    tracking_uri = args.tracking_uri or default_tracking_uri()
+    experiment_id = ensure_experiment(tracking_uri, args.experiment)
+    parent = start_parent_run(tracking_uri, experiment_id, sweep, grid.name, resume=args.resume)
+    preset = PRESETS[preset_name]
+    ctx = SweepContext(
+        grid=grid.name, sweep=sweep, base=base, variants={v.name: v for v in grid.variants},
+        model_overrides={v.name: preset.overrides_for(v.model) for v in grid.variants}, work_dir=work_dir,
+        tracking_uri=tracking_uri, experiment_id=experiment_id, parent_run_id=parent,
+        workers_per_trial=args.workers_per_trial, use_gpu=gpus > 0, cpus_per_trial=args.cpus_per_trial,
+    )  # fmt: skip
+    init_ray(args)
+    if args.workers_per_trial > 1:
+        resources = {"cpu": 0.5, "gpu": 0}  # the Tune function only drives; the TorchTrainer workers hold the rest
+    else:
+        resources = {"cpu": args.cpus_per_trial, "gpu": gpus}
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx), resources)
+
+    experiment_path = os.path.join(storage, sweep)
+    if args.resume and tune.Tuner.can_restore(experiment_path):
+        print(f"resuming {experiment_path}: finished trials are kept, unfinished ones continue from checkpoints")
+        tuner = tune.Tuner.restore(experiment_path, trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        if args.resume:
+            print(f"nothing to resume at {experiment_path}; starting the sweep")
+        tune_config = tune.TuneConfig(max_concurrent_trials=args.max_concurrent or None)
+        if grid.search:
+            from ray.tune.search.optuna import OptunaSearch
+
+            tune_config = tune.TuneConfig(search_alg=OptunaSearch(metric="val_psnr", mode="max", seed=0),
+                                          num_samples=args.trials, max_concurrent_trials=args.max_concurrent or None)  # fmt: skip
+        run_config = RunConfig(
+            name=sweep, storage_path=storage,
+            failure_config=FailureConfig(max_failures=2),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+        )  # fmt: skip
+        tuner = tune.Tuner(trainable, param_space=param_space(grid, args), tune_config=tune_config, run_config=run_config)
+    results = tuner.fit()
+    failed = [r for r in results if r.error is not None]
+    print(f"\nsweep {sweep}: {len(results) - len(failed)} trial(s) finished, {len(failed)} failed; "
+          f"MLflow: {tracking_uri} experiment {args.experiment!r}")  # fmt: skip
+    for result in failed:
+        print(f"  failed: {result.path}: {result.error}")
+    return 1 if failed else 0

@@ -1,0 +1,125 @@
+"""Run a grid of experiments with Ray Tune, recording every trial in MLflow.
+
+    python sweeps/run.py --grid ablation            # Table 2 + Fig. 9 on the built-in synthetic faces (CPU, minutes)
+    python sweeps/run.py --grid table1 --data DIR   # Table 1 on prepared MM-CelebA-HQ (GPU, paper schedule)
+    python sweeps/run.py --grid ablation --resume   # finish what an interrupted sweep left undone
+
+The driver extracts the prior stores once (trials only read them), creates the MLflow parent run, then hands one
+trial per variant x scale x seed to Ray Tune. Scaling out is Ray's: ``--address`` joins a cluster, ``--storage``
+points at shared storage, ``--tracking-uri`` at a shared MLflow server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from llvfsr.config import ExperimentConfig
+from sweeps.grids import GRIDS, Grid, variant_priors
+from sweeps.presets import PRESETS
+
+SOURCE_KINDS = ("mask", "depth", "caption", "description", "landmarks")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from llvfsr.models import list_models
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--grid", required=True, choices=sorted(GRIDS), help="; ".join(f"{g.name}: {g.summary}" for g in GRIDS.values()))
+    p.add_argument("--scale", type=int, choices=(8, 16), default=8, help="up-scaling factor (table1 runs both)")
+    p.add_argument("--data", default=None, help="prepared CelebA-HQ / MM-CelebA-HQ root; none = synthetic faces, short CPU schedule")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per variant")
+    p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    p.add_argument("--model", default="llvfsr", choices=list_models(trained_only=True), help="the model the hpo grid tunes")
+    p.add_argument("--trials", type=int, default=8, help="hpo: Optuna trial budget")
+    p.add_argument("--gpus-per-trial", default="auto", help="GPUs per trial (fractions pack trials per GPU) or 'auto'")
+    p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs per trial (and torch threads)")
+    p.add_argument("--workers-per-trial", type=int, default=1, help="> 1: DDP through a Ray Train TorchTrainer")
+    p.add_argument("--max-concurrent", type=int, default=0, help="cap on trials at once (0: as resources allow)")
+    p.add_argument("--address", default=None, help="join an existing Ray cluster (e.g. 'auto' or HEAD:6379)")
+    p.add_argument("--storage", default="ray_results", help="Tune storage: local folder or shared path")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
+    p.add_argument("--experiment", default="llvfsr", help="MLflow experiment name")
+    p.add_argument("--name", default=None, help="sweep name (default: GRID-xSCALE[-synthetic])")
+    p.add_argument("--source", action="append", metavar="KIND=NAME", help="prior source, e.g. mask=sam (real data)")
+    p.add_argument("--text-pretrained", default=None, help="CLIP weights: open_clip tag or local path")
+    p.add_argument("--resume", action="store_true", help="restore the sweep and finish only unfinished trials")
+    p.add_argument("--dry-run", action="store_true", help="print the trials and their resources, run nothing")
+    args = p.parse_args(argv)
+    if args.seeds < 1 or args.trials < 1 or args.workers_per_trial < 1:
+        p.error("--seeds, --trials and --workers-per-trial must be >= 1")
+    if args.gpus_per_trial != "auto":
+        try:
+            args.gpus_per_trial = float(args.gpus_per_trial)
+        except ValueError:
+            p.error(f"--gpus-per-trial must be a number or 'auto', got {args.gpus_per_trial!r}")
+    if args.data is not None and not Path(args.data).is_dir():
+        p.error(f"--data {args.data}: no such folder (expected a root prepared by `python -m llvfsr.data.prepare`)")
+    sources = {}
+    for item in args.source or []:
+        kind, _, name = item.partition("=")
+        if kind not in SOURCE_KINDS or not name:
+            p.error(f"--source expects KIND=NAME with KIND in {SOURCE_KINDS}, got {item!r}")
+        sources[f"{kind}_source"] = name
+    args.sources = sources
+    return args
+
+
+def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig, str]:
+    preset_name = "paper" if args.data else ("smoke" if grid.name == "smoke" else "synthetic")
+    preset = PRESETS[preset_name]
+    data = dataclasses.replace(preset.data, scale=args.scale, **args.sources)
+    if args.data:
+        data = dataclasses.replace(data, dataset=str(Path(args.data).absolute()))
+    if args.text_pretrained:
+        data = dataclasses.replace(data, text_encoder="ViT-B-32", text_pretrained=args.text_pretrained,
+                                   allow_random_text_encoder=False)  # fmt: skip
+    data = dataclasses.replace(data, priors_root=str(Path(data.priors_root).absolute()))
+    train = preset.train if args.epochs is None else dataclasses.replace(preset.train, epochs=args.epochs)
+    return ExperimentConfig(data=data, train=train), preset_name
+
+
+def gpus_per_trial(value) -> float:
+    """'auto': a whole GPU when there is one (see llvfsr.bench for packing several trials per GPU), else none."""
+    if value != "auto":
+        return float(value)
+    import torch
+
+    return 1.0 if torch.cuda.is_available() else 0.0
+
+
+def trial_rows(grid: Grid, args: argparse.Namespace) -> list[dict]:
+    scales = grid.scales or (args.scale,)
+    if grid.search:
+        return [{"variant": f"{args.model} (optuna)", "scale": args.scale, "seed": "-", "trials": args.trials}]
+    return [{"variant": v.name, "model": v.model, "scale": s, "seed": seed}
+            for v in grid.variants for s in scales for seed in range(args.seeds)]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    grid = GRIDS[args.grid]
+    if grid.search:
+        grid = dataclasses.replace(grid, variants=(dataclasses.replace(grid.variants[0], model=args.model),))
+    base, preset_name = base_config(args, grid)
+    gpus = gpus_per_trial(args.gpus_per_trial)
+    rows = trial_rows(grid, args)
+    print(f"grid {grid.name}: {grid.summary}")
+    print(f"preset {preset_name}: data={base.data.dataset} hr={base.data.hr_size} epochs={base.train.epochs} "
+          f"batch={base.train.batch_size}; per trial: {args.workers_per_trial} worker(s) x "
+          f"{args.cpus_per_trial} CPU, {gpus} GPU")  # fmt: skip
+    for row in rows:
+        print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    print(f"{len(rows)} trial(s)" if not grid.search else f"up to {args.trials} Optuna trials")
+    if args.dry_run:
+        return 0
+    from sweeps.launch import launch
+
+    return launch(args, grid, base, preset_name, gpus)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""LLV-FSR and its ablation variants: every registered variant builds and trains; ablations really lack their branch."""
+
+import pytest
+import torch
+
+from llvfsr.models import build, get_entry, list_models
+from llvfsr.models.lvpfb import BRANCHES, DescriptionAttention
+from llvfsr.priors import Priors, TextEmbedding
+
+TINY = {"width": 8, "num_blocks": 2, "heads": 2, "text_dim": 16, "body_down": 2}
+LLVFSR_VARIANTS = [name for name in list_models() if name.startswith("llvfsr")]
+
+
+def make_priors(batch: int, hr: int, seed: int = 0, text_dim: int = 16, tokens: int = 12) -> Priors:
+    g = torch.Generator().manual_seed(seed)
+    valid = torch.arange(tokens)[None].expand(batch, tokens) < torch.tensor([[5], [9]])[:batch]
+
+    def text():
+        return TextEmbedding(torch.randn(batch, tokens, text_dim, generator=g), torch.randn(batch, text_dim, generator=g),
+                             valid.clone())  # fmt: skip
+
+    return Priors(mask=torch.randint(0, 19, (batch, hr, hr), generator=g), depth=torch.rand(batch, 1, hr, hr, generator=g),
+                  caption=text(), description=text())  # fmt: skip
+
+
+@pytest.mark.parametrize("name", LLVFSR_VARIANTS)
+@pytest.mark.parametrize("scale", [8, 16])
+def test_variant_forward_backward(name, scale):
+    torch.manual_seed(0)
+    model = build(name, scale=scale, **TINY)
+    lr = torch.rand(2, 3, 32 // scale, 32 // scale)
+    sr = model(lr, make_priors(2, 32))
+    assert sr.shape == (2, 3, 32, 32)
+    assert torch.isfinite(sr).all()
+    sr.abs().mean().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name}: no finite gradient for {pname}"
+
+
+@pytest.mark.parametrize("prior", BRANCHES)
+def test_ablation_lacks_branch_parameters_and_input(prior):
+    full = build("llvfsr", scale=8, **TINY)
+    ablated = build(f"llvfsr-wo-{prior}", scale=8, **TINY)
+    assert prior not in ablated.required_priors and prior not in get_entry(f"llvfsr-wo-{prior}").priors
+    attribute = {"mask": "seg", "depth": "dep", "caption": "cap", "description": "des"}[prior]
+    assert all(getattr(block, attribute) is None for block in ablated.fusions)
+    assert all(getattr(block, attribute) is not None for block in full.fusions)
+    n_full = sum(p.numel() for p in full.parameters())
+    n_ablated = sum(p.numel() for p in ablated.parameters())
+    assert n_ablated < n_full
+    # The ablated model runs without that input at all (removed, not zero-filled).
+    priors = make_priors(2, 32)
+    setattr(priors, prior, None)
+    assert ablated(torch.rand(2, 3, 4, 4), priors).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match=prior):
+        full(torch.rand(2, 3, 4, 4), priors)
+
+
+@pytest.mark.parametrize("prior", BRANCHES)
+def test_each_prior_reaches_the_output(prior):
+    torch.manual_seed(0)
+    lr = torch.rand(2, 3, 4, 4)
+    base, changed = make_priors(2, 32, seed=1), make_priors(2, 32, seed=2)
+    mixed = Priors(**{**{f: getattr(base, f) for f in BRANCHES}, prior: getattr(changed, prior)})
+    full = build("llvfsr", scale=8, **TINY)
+    ablated = build(f"llvfsr-wo-{prior}", scale=8, **TINY)
+    with torch.no_grad():
+        assert not torch.allclose(full(lr, base), full(lr, mixed), atol=1e-6)
+        assert torch.equal(ablated(lr, base), ablated(lr, mixed))
+
+
+def test_model1_needs_no_priors_and_model2_fuses_by_concatenation():
+    model1 = build("llvfsr-model1", scale=8, **TINY)
+    assert model1.fusions is None and model1.mask_encoder is None and not model1.required_priors
+    assert model1(torch.rand(1, 3, 4, 4), None).shape == (1, 3, 32, 32)
+    model2 = build("llvfsr-model2", scale=8, **TINY)
+    assert type(model2.fusions[0]).__name__ == "ConcatFusion"
+    assert model2.required_priors == frozenset(BRANCHES)
+
+
+@pytest.mark.parametrize("query", ["text", "image"])
+def test_description_attention_is_spatial_and_ignores_padding(query):
+    torch.manual_seed(0)
+    attention = DescriptionAttention(channels=8, text_dim=16, heads=2, query=query)
+    x = torch.randn(2, 8, 6, 5)
+    text = make_priors(2, 8).description
+    out = attention(x, text)
+    assert out.shape == x.shape
+    padded = TextEmbedding(text.tokens.clone(), text.pooled, text.valid)
+    padded.tokens[~text.valid] = 100.0  # change only padding positions
+    assert torch.allclose(attention(x, padded), out, atol=1e-5)
+    other = TextEmbedding(text.tokens + 1.0, text.pooled, text.valid)
+    assert not torch.allclose(attention(x, other), out, atol=1e-4)
+
+
+def test_window_transformer_option_and_bad_values():
+    model = build("llvfsr", scale=8, transformer="window", window=4, **TINY)
+    assert model(torch.rand(1, 3, 4, 4), make_priors(1, 32)).shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="transformer kind"):
+        build("llvfsr", scale=8, transformer="bogus", **TINY)
+    with pytest.raises(KeyError, match="registered models"):
+        build("no-such-model")
