@@ -25,5 +25,11 @@ TABLE2 = {
 
 TABLE1_ORDER = ("bicubic", "srcnn", "fsrnet", "dic", "sisn", "faceformer", "sfmnet", "wfen", "llvfsr")
 TABLE2_ORDER = ("llvfsr-model1", "llvfsr-model2", "llvfsr")
-PRIOR_ORDER = ("llvfsr-model1", "llvfsr-wo-mask", "llvfsr-wo-depth", "llvfsr-wo-caption", "llvfsr-wo-description",
-               "llvfsr")  # fmt: skip
+PRIOR_ORDER = (
+    "llvfsr-model1",
+    "llvfsr-wo-mask",
+    "llvfsr-wo-depth",
+    "llvfsr-wo-caption",
+    "llvfsr-wo-description",
+    "llvfsr",
+)

@@ -24,7 +24,9 @@ def load_runs(tracking_uri: str, experiment: str, grid: str | None = None, sweep
     mlflow_client = client(tracking_uri)
     found = mlflow_client.get_experiment_by_name(experiment)
     if found is None:
-        raise RunsMissing(f"no MLflow experiment {experiment!r} at {tracking_uri}; run `python sweeps/run.py --grid ...` first")
+        raise RunsMissing(
+            f"no MLflow experiment {experiment!r} at {tracking_uri}; run `python sweeps/run.py --grid ...` first"
+        )
     query = ["tags.role = 'trial'"]
     if grid:
         query.append(f"tags.grid = '{grid}'")
@@ -34,9 +36,17 @@ def load_runs(tracking_uri: str, experiment: str, grid: str | None = None, sweep
     rows, unfinished = [], []
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
-        row = {"run_id": run.info.run_id, "variant": tags.get("variant"), "model": tags.get("model"),
-               "scale": int(tags.get("scale", 0)), "seed": int(tags.get("seed", 0)), "grid": tags.get("grid"),
-               "sweep": tags.get("sweep"), "priors": tags.get("priors"), "convention": tags.get("metric.convention")}  # fmt: skip
+        row = {
+            "run_id": run.info.run_id,
+            "variant": tags.get("variant"),
+            "model": tags.get("model"),
+            "scale": int(tags.get("scale", 0)),
+            "seed": int(tags.get("seed", 0)),
+            "grid": tags.get("grid"),
+            "sweep": tags.get("sweep"),
+            "priors": tags.get("priors"),
+            "convention": tags.get("metric.convention"),
+        }
         row.update({k.removeprefix(TEST_PREFIX): v for k, v in metrics.items() if k.startswith(TEST_PREFIX)})
         (rows if tags.get("status") == "finished" else unfinished).append(row)
     if unfinished:
@@ -44,8 +54,10 @@ def load_runs(tracking_uri: str, experiment: str, grid: str | None = None, sweep
         print(f"note: {len(unfinished)} run(s) not finished and left out: {names} (finish them with --resume)")
     if not rows:
         where = f"grid {grid!r}" if grid else "any grid"
-        raise RunsMissing(f"no finished runs for {where} in experiment {experiment!r} at {tracking_uri}; "
-                          f"run `python sweeps/run.py --grid {grid or 'ablation'}` (or --resume) first")  # fmt: skip
+        raise RunsMissing(
+            f"no finished runs for {where} in experiment {experiment!r} at {tracking_uri}; "
+            f"run `python sweeps/run.py --grid {grid or 'ablation'}` (or --resume) first"
+        )
     frame = pd.DataFrame(rows)
     conventions = frame["convention"].dropna().unique()
     if len(conventions) > 1:

@@ -50,7 +50,7 @@ def paired_p(tracking_uri: str, runs: pd.DataFrame, variant: str, scale: int, me
 def rank_marks(values: pd.Series, higher: bool) -> dict:
     """index -> "best" / "second" for a column."""
     order = values.dropna().sort_values(ascending=not higher).index.tolist()
-    return {idx: mark for idx, mark in zip(order, ("best", "second"))}
+    return {idx: mark for idx, mark in zip(order, ("best", "second"), strict=False)}
 
 
 def decorate(text: str, mark: str | None, fmt: str) -> str:
@@ -65,8 +65,9 @@ def digits(metric: str) -> int:
     return {"psnr": 2, "psnr_eyes": 2, "psnr_face": 2, "ssim": 4, "niqe": 3, "lpips": 4}.get(metric, 4)
 
 
-def build_table(stats: pd.DataFrame, rows: list, metrics: list[str], paper: dict | None, fmt: str,
-                pvalues: dict | None = None) -> pd.DataFrame:  # fmt: skip
+def build_table(
+    stats: pd.DataFrame, rows: list, metrics: list[str], paper: dict | None, fmt: str, pvalues: dict | None = None
+) -> pd.DataFrame:
     """One formatted table: a row per entry of `rows` (index values of `stats`), paper value and delta beside ours."""
     rows = [r for r in rows if r in stats.index]
     metrics = [m for m in metrics if f"{m}_mean" in stats.columns and stats.loc[rows, f"{m}_mean"].notna().any()]
@@ -126,15 +127,21 @@ def tables(tracking_uri: str, runs: pd.DataFrame, fmt: str, with_p: bool = True)
         prior_rows += sorted(r for r in present if r.startswith("priors:"))
         if len(prior_rows) > 1:
             title = f"Per-prior ablation (Fig. 9), x{scale}: LLV-FSR without each prior"
-            out.append(render(build_table(at, prior_rows, [*METRICS, *extra], None, fmt, pvals(prior_rows)), fmt, title))
+            out.append(
+                render(build_table(at, prior_rows, [*METRICS, *extra], None, fmt, pvals(prior_rows)), fmt, title)
+            )
     return [t for t in out if t]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print Table 1 / Table 2 / the per-prior ablation from MLflow runs.")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)"
+    )
     parser.add_argument("--experiment", default="llvfsr", help="MLflow experiment name")
-    parser.add_argument("--grid", default=None, choices=["smoke", "ablation", "priors", "table1", "hpo"], help="only this grid")
+    parser.add_argument(
+        "--grid", default=None, choices=["smoke", "ablation", "priors", "table1", "hpo"], help="only this grid"
+    )
     parser.add_argument("--sweep", default=None, help="only this sweep (a sweep name tag)")
     parser.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"])
     parser.add_argument("--no-significance", action="store_true", help="skip the paired tests (no artifact downloads)")

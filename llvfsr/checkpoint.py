@@ -16,19 +16,37 @@ from llvfsr.config import ExperimentConfig, flatten
 
 # Fields that may change between a checkpoint and the run that resumes from it (where it runs, how long it
 # runs, what it writes where), not what it learns.
-RESUMABLE_CHANGES = frozenset({
-    "train.epochs", "train.device", "train.val_every", "train.val_max", "train.lpips", "train.niqe",
-    "train.lpips_trunk", "train.allow_random_lpips", "train.n_samples", "train.compile", "out_dir",
-    "data.priors_root", "data.skip_bad",
-})  # fmt: skip
+RESUMABLE_CHANGES = frozenset(
+    {
+        "train.epochs",
+        "train.device",
+        "train.val_every",
+        "train.val_max",
+        "train.lpips",
+        "train.niqe",
+        "train.lpips_trunk",
+        "train.allow_random_lpips",
+        "train.n_samples",
+        "train.compile",
+        "out_dir",
+        "data.priors_root",
+        "data.skip_bad",
+    }
+)
 
 
 class CheckpointMismatch(ValueError):
     """The checkpoint belongs to another model, scale or configuration."""
 
 
-def save_checkpoint(path: Path, config: ExperimentConfig, model: nn.Module, optimizer: torch.optim.Optimizer | None,
-                    epoch: int, history: list[dict]) -> Path:  # fmt: skip
+def save_checkpoint(
+    path: Path,
+    config: ExperimentConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    epoch: int,
+    history: list[dict],
+) -> Path:
     """Write atomically (temp file + rename) so a crash never leaves a half-written checkpoint."""
     state = {
         "config": flatten(config),
@@ -57,8 +75,9 @@ def check_compatible(saved: dict[str, str], config: ExperimentConfig, path: Path
         )
 
 
-def load_checkpoint(path: Path, config: ExperimentConfig | None, model: nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None) -> dict:  # fmt: skip
+def load_checkpoint(
+    path: Path, config: ExperimentConfig | None, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> dict:
     """Restore model (+ optimiser and RNG) from `path`; returns the raw state (epoch, history, config).
 
     With `config` None (inference), only the model weights are loaded and no compatibility check is made

@@ -59,8 +59,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, skip: tuple[str
         kind = _parser_for(f.type)
         text = f"{helps.get(f.name, '')} (default: {default})"
         if kind is None:
-            group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", action=argparse.BooleanOptionalAction,
-                               default=None, help=text)  # fmt: skip
+            group.add_argument(
+                flag, dest=f"{cls.__name__}.{f.name}", action=argparse.BooleanOptionalAction, default=None, help=text
+            )
         else:
             group.add_argument(flag, dest=f"{cls.__name__}.{f.name}", type=kind, default=None, help=text)
 
@@ -101,8 +102,13 @@ def experiment_parser(description: str) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default="llvfsr", choices=list_models(), help="registry name of the model")
-    parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                        help="architecture override passed to the model factory, e.g. --set width=32")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        metavar="KEY=VALUE",
+        help="architecture override passed to the model factory, e.g. --set width=32",
+    )
     parser.add_argument("--out", default=None, help="output folder (checkpoint, per-image CSV, samples)")
     add_config_flags(parser, DataConfig)
     add_config_flags(parser, TrainConfig)

@@ -31,8 +31,10 @@ def bicubic_table(n: int = 64, hr_size: int = 256) -> str:
         values = evaluator(sr, hr)
         cell = {k: f"{v.mean():.4f}" for k, v in values.items()}
         lpips = cell.get("lpips", "n/a (no AlexNet trunk offline)")
-        lines.append(f"| x{scale} | {lr.shape[-1]}x{lr.shape[-2]} | {cell['psnr']} | {cell['ssim']} | "
-                     f"{cell.get('niqe', 'n/a')} | {lpips} |")  # fmt: skip
+        lines.append(
+            f"| x{scale} | {lr.shape[-1]}x{lr.shape[-2]} | {cell['psnr']} | {cell['ssim']} | "
+            f"{cell.get('niqe', 'n/a')} | {lpips} |"
+        )
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ label maps: that is where the text priors (eye colour, glasses) can help.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -53,8 +54,9 @@ def save_samples(lr: Tensor, sr: Tensor, hr: Tensor, path: Path) -> None:
 
 
 @torch.no_grad()
-def evaluate_split(model: nn.Module, data: SplitData, config: ExperimentConfig, tcfg: TrainConfig,
-                   out_dir: Path) -> dict[str, float]:  # fmt: skip
+def evaluate_split(
+    model: nn.Module, data: SplitData, config: ExperimentConfig, tcfg: TrainConfig, out_dir: Path
+) -> dict[str, float]:
     """Super-resolve every face of `data`, write per_image.csv and samples.png to `out_dir`, return the means."""
     from llvfsr.train import make_lr
 
@@ -62,8 +64,14 @@ def evaluate_split(model: nn.Module, data: SplitData, config: ExperimentConfig, 
     device = data.hr.device
     scale = config.data.scale
     wanted = ("psnr", "ssim") + (("lpips",) if tcfg.lpips else ()) + (("niqe",) if tcfg.niqe else ())
-    evaluator = Evaluator(convention=tcfg.convention, scale=scale, metrics=wanted, device=device,
-                          lpips_trunk_weights=tcfg.lpips_trunk, allow_random_lpips_trunk=tcfg.allow_random_lpips)  # fmt: skip
+    evaluator = Evaluator(
+        convention=tcfg.convention,
+        scale=scale,
+        metrics=wanted,
+        device=device,
+        lpips_trunk_weights=tcfg.lpips_trunk,
+        allow_random_lpips_trunk=tcfg.allow_random_lpips,
+    )
     regions = synthetic_regions(config, len(data))
     rows: dict[str, list] = {"id": list(data.ids)}
     batch_size = max(1, min(tcfg.batch_size, 32))
@@ -76,7 +84,7 @@ def evaluate_split(model: nn.Module, data: SplitData, config: ExperimentConfig, 
             rows.setdefault(name, []).extend(np.asarray(values, dtype=np.float64).tolist())
         if regions is not None:
             span = slice(start, start + len(index))
-            for name, masks in zip(("psnr_eyes", "psnr_face"), regions):
+            for name, masks in zip(("psnr_eyes", "psnr_face"), regions, strict=False):
                 region = torch.from_numpy(masks[span]).to(device)
                 rows.setdefault(name, []).extend(region_psnr(sr, hr, region).tolist())
         if start == 0 and tcfg.n_samples > 0:
@@ -87,5 +95,6 @@ def evaluate_split(model: nn.Module, data: SplitData, config: ExperimentConfig, 
     summary = {f"test_{name}": float(frame[name].mean()) for name in frame.columns if name != "id"}
     for name, reason in evaluator.unavailable.items():
         log.warning("test %s not computed: %s", name, reason)
+    (out_dir / "metric_tags.json").write_text(json.dumps(evaluator.tags, indent=2))  # conventions + skipped metrics
     summary["test_images"] = float(len(frame))
     return summary

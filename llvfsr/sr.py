@@ -54,8 +54,9 @@ def extract_priors(lr: np.ndarray, config: ExperimentConfig, fields: set[str], d
     return Priors(**priors)
 
 
-def super_resolve(checkpoint: Path, lr: np.ndarray, sources: dict[str, str] | None = None,
-                  synthetic_index: int | None = None) -> np.ndarray:  # fmt: skip
+def super_resolve(
+    checkpoint: Path, lr: np.ndarray, sources: dict[str, str] | None = None, synthetic_index: int | None = None
+) -> np.ndarray:
     """uint8 LR face [h,w,3] -> uint8 SR face [h*s,w*s,3] with the checkpoint's model and priors."""
     config = read_checkpoint_config(checkpoint)
     if sources:
@@ -65,18 +66,23 @@ def super_resolve(checkpoint: Path, lr: np.ndarray, sources: dict[str, str] | No
     model.eval()
     expected = config.data.hr_size // config.data.scale
     if lr.shape[:2] != (expected, expected):
-        raise ValueError(f"input is {lr.shape[1]}x{lr.shape[0]}, the checkpoint expects {expected}x{expected} LR faces "
-                         f"(x{config.data.scale} to {config.data.hr_size})")  # fmt: skip
+        raise ValueError(
+            f"input is {lr.shape[1]}x{lr.shape[0]}, the checkpoint expects {expected}x{expected} LR faces "
+            f"(x{config.data.scale} to {config.data.hr_size})"
+        )
     fields = required_fields(model, config.model.name) - {"landmarks"}
     dataset = None
     if synthetic_index is not None:
         from llvfsr.data.datasets import open_dataset
 
-        dataset = open_dataset("synthetic", "test", n=synthetic_index + 1, seed=config.data.data_seed,
-                               hr_size=config.data.hr_size)  # fmt: skip
+        dataset = open_dataset(
+            "synthetic", "test", n=synthetic_index + 1, seed=config.data.data_seed, hr_size=config.data.hr_size
+        )
     elif any(source_names(config.data)[kind] == "synthetic" for kind in fields):
-        raise ValueError("this checkpoint was trained with synthetic priors: pass --source KIND=NAME for "
-                         f"{sorted(fields)} (e.g. mask=face-parser) or --synthetic-index N")  # fmt: skip
+        raise ValueError(
+            "this checkpoint was trained with synthetic priors: pass --source KIND=NAME for "
+            f"{sorted(fields)} (e.g. mask=face-parser) or --synthetic-index N"
+        )
     priors = extract_priors(lr, config, fields, dataset, synthetic_index or 0)
     with torch.no_grad():
         x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255

@@ -67,8 +67,13 @@ def start_parent_run(tracking_uri: str, experiment_id: str, sweep_name: str, gri
         found = mlflow_client.search_runs([experiment_id], f"tags.sweep = '{sweep_name}' and tags.role = 'sweep'")
         if found:
             return found[0].info.run_id
-    tags = {"role": "sweep", "sweep": sweep_name, "grid": grid, "git.commit": git_commit(),
-            "mlflow.runName": sweep_name}  # fmt: skip
+    tags = {
+        "role": "sweep",
+        "sweep": sweep_name,
+        "grid": grid,
+        "git.commit": git_commit(),
+        "mlflow.runName": sweep_name,
+    }
     tags.update({f"version.{k}": v for k, v in package_versions().items()})
     return mlflow_client.create_run(experiment_id, tags=tags).info.run_id
 
@@ -92,23 +97,40 @@ def trial_tags(config: ExperimentConfig, variant: str, grid: str, sweep: str, tr
     return tags
 
 
+def find_trial_run(tracking_uri: str, experiment_id: str, parent_run_id: str, trial_id: str):
+    """The MLflow run of a trial of this sweep, or None."""
+    query = f"tags.trial_id = '{trial_id}' and tags.mlflow.parentRunId = '{parent_run_id}'"
+    found = client(tracking_uri).search_runs([experiment_id], query)
+    return found[0] if found else None
+
+
 class TrialRun:
     """The MLflow child run of one trial: created once, found again by trial id on restore."""
 
-    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str],
-                 config: ExperimentConfig, system_metrics: bool = True):  # fmt: skip
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        tags: dict[str, str],
+        config: ExperimentConfig,
+        system_metrics: bool = True,
+    ):
         import mlflow
 
         self.mlflow = mlflow
         self.client = client(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
-        query = f"tags.trial_id = '{tags['trial_id']}' and tags.mlflow.parentRunId = '{parent_run_id}'"
-        existing = self.client.search_runs([experiment_id], query)
-        if existing:
-            self.run_id = existing[0].info.run_id
+        existing = find_trial_run(tracking_uri, experiment_id, parent_run_id, tags["trial_id"])
+        if existing is not None:
+            self.run_id = existing.info.run_id
             self.client.set_tag(self.run_id, "restored", "true")
         else:
-            run_tags = {**tags, "mlflow.parentRunId": parent_run_id, "mlflow.runName": f"{tags['variant']}-s{tags['seed']}"}
+            run_tags = {
+                **tags,
+                "mlflow.parentRunId": parent_run_id,
+                "mlflow.runName": f"{tags['variant']}-s{tags['seed']}",
+            }
             self.run_id = self.client.create_run(experiment_id, tags=run_tags).info.run_id
             params = [mlflow.entities.Param(k, v[:6000]) for k, v in flatten(config).items()]
             for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
@@ -122,6 +144,10 @@ class TrialRun:
 
     def log_test(self, summary: dict[str, float], out_dir: Path) -> None:
         self.mlflow.log_metrics(summary)
+        tags_file = out_dir / "metric_tags.json"
+        if tags_file.exists():  # the convention actually used, and why a metric was skipped
+            for key, value in json.loads(tags_file.read_text()).items():
+                self.client.set_tag(self.run_id, key, value)
         for name in ("per_image.csv", "samples.png", "summary.json", "config.json"):
             if (out_dir / name).exists():
                 self.mlflow.log_artifact(str(out_dir / name))

@@ -58,8 +58,11 @@ def required_fields(model: nn.Module, name: str) -> set[str]:
 def build_model(config: ExperimentConfig) -> nn.Module:
     """The configured model; LLV-FSR variants get the text width of the configured CLIP encoder."""
     kwargs = config.model.kwargs()
-    if get_entry(config.model.name).factory.startswith("llvfsr.models.llvfsr:"):
+    factory = get_entry(config.model.name).factory
+    if factory.startswith("llvfsr.models.llvfsr:"):
         kwargs.setdefault("text_dim", text_width(config.data))
+    elif factory.startswith("baselines."):  # baselines check the LR size they were built for
+        kwargs.setdefault("hr_size", config.data.hr_size)
     return build(config.model.name, scale=config.data.scale, **kwargs)
 
 
@@ -129,8 +132,13 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
     start_epoch, history = 0, []
     optimizer = None
     if entry.trained:
-        optimizer = torch.optim.Adam(core.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps,
-                                     fused=tcfg.fused_adam and device.type == "cuda")  # fmt: skip
+        optimizer = torch.optim.Adam(
+            core.parameters(),
+            lr=tcfg.lr,
+            betas=tcfg.betas,
+            eps=tcfg.eps,
+            fused=tcfg.fused_adam and device.type == "cuda",
+        )
         checkpoint = out_dir / "checkpoint.pt"
         restore = hooks.restore_path() or (checkpoint if checkpoint.exists() else None)
         if restore is not None:
@@ -157,7 +165,10 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
             hr, priors = train_data.batch(index)
             lr = make_lr(hr, scale)
             if tcfg.channels_last:
-                hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
+                hr, lr = (
+                    hr.contiguous(memory_format=torch.channels_last),
+                    lr.contiguous(memory_format=torch.channels_last),
+                )
             with autocast:
                 sr = forward(lr, priors)
                 loss = pixel_loss(tcfg.loss, sr.float(), hr)
@@ -167,11 +178,16 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
             loss.backward()
             optimizer.step()
             running += loss.detach()  # no host sync inside the step
-        metrics = {"train_loss": running.item() / steps, "epoch_seconds": time.perf_counter() - t0,
-                   "images_per_second": steps * per_rank * world_size / (time.perf_counter() - t0)}  # fmt: skip
+        metrics = {
+            "train_loss": running.item() / steps,
+            "epoch_seconds": time.perf_counter() - t0,
+            "world_size": world_size,
+            "images_per_second": steps * per_rank * world_size / (time.perf_counter() - t0),
+        }
         if (epoch + 1) % tcfg.val_every == 0 or epoch + 1 == tcfg.epochs:
-            metrics["val_psnr"] = validate(core, val_data.subset(torch.arange(min(tcfg.val_max, len(val_data)))),
-                                           scale, per_rank)  # fmt: skip
+            metrics["val_psnr"] = validate(
+                core, val_data.subset(torch.arange(min(tcfg.val_max, len(val_data)))), scale, per_rank
+            )
         history.append({"epoch": epoch + 1, **metrics})
         path = None
         if rank == 0:

@@ -51,15 +51,22 @@ def _table1() -> tuple[Variant, ...]:
 GRIDS: dict[str, Grid] = {
     grid.name: grid
     for grid in (
-        Grid("smoke", "LLV-FSR and Model 1, tiny: checks the whole pipeline in seconds per trial",
-             (Variant("llvfsr", "llvfsr"), Variant("llvfsr-model1", "llvfsr-model1"))),
+        Grid(
+            "smoke",
+            "LLV-FSR and Model 1, tiny: checks the whole pipeline in seconds per trial",
+            (Variant("llvfsr", "llvfsr"), Variant("llvfsr-model1", "llvfsr-model1")),
+        ),
         Grid("ablation", "Table 2 (Model 1, Model 2, LLV-FSR) and Fig. 9 (LLV-FSR without each prior)", _ablation()),
         Grid("priors", "LLV-FSR with every subset of the four priors (16 trials)", _prior_subsets()),
         Grid("table1", "Table 1: LLV-FSR, the seven baselines and bicubic at x8 and x16", _table1(), scales=(8, 16)),
-        Grid("hpo", "Optuna search over lr, batch size and width for one model (--model)",
-             (Variant("hpo", "llvfsr"),), search=True),
+        Grid(
+            "hpo",
+            "Optuna search over lr, batch size and width for one model (--model)",
+            (Variant("hpo", "llvfsr"),),
+            search=True,
+        ),
     )
-}  # fmt: skip
+}
 
 
 def variant_priors(variant: Variant) -> set[str]:
@@ -71,4 +78,3 @@ def variant_priors(variant: Variant) -> set[str]:
         return set(overrides["branches"])
     entry = get_entry(variant.model)
     return set(entry.priors) | set(entry.targets)
-

@@ -70,11 +70,19 @@ def launch(args: argparse.Namespace, grid: Grid, base: ExperimentConfig, preset_
     parent = start_parent_run(tracking_uri, experiment_id, sweep, grid.name, resume=args.resume)
     preset = PRESETS[preset_name]
     ctx = SweepContext(
-        grid=grid.name, sweep=sweep, base=base, variants={v.name: v for v in grid.variants},
-        model_overrides={v.name: preset.overrides_for(v.model) for v in grid.variants}, work_dir=work_dir,
-        tracking_uri=tracking_uri, experiment_id=experiment_id, parent_run_id=parent,
-        workers_per_trial=args.workers_per_trial, use_gpu=gpus > 0, cpus_per_trial=args.cpus_per_trial,
-    )  # fmt: skip
+        grid=grid.name,
+        sweep=sweep,
+        base=base,
+        variants={v.name: v for v in grid.variants},
+        model_overrides={v.name: preset.overrides_for(v.model) for v in grid.variants},
+        work_dir=work_dir,
+        tracking_uri=tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+        workers_per_trial=args.workers_per_trial,
+        use_gpu=gpus > 0,
+        cpus_per_trial=args.cpus_per_trial,
+    )
     init_ray(args)
     if args.workers_per_trial > 1:
         resources = {"cpu": 0.5, "gpu": 0}  # the Tune function only drives; the TorchTrainer workers hold the rest
@@ -93,18 +101,26 @@ def launch(args: argparse.Namespace, grid: Grid, base: ExperimentConfig, preset_
         if grid.search:
             from ray.tune.search.optuna import OptunaSearch
 
-            tune_config = tune.TuneConfig(search_alg=OptunaSearch(metric="val_psnr", mode="max", seed=0),
-                                          num_samples=args.trials, max_concurrent_trials=args.max_concurrent or None)  # fmt: skip
+            tune_config = tune.TuneConfig(
+                search_alg=OptunaSearch(metric="val_psnr", mode="max", seed=0),
+                num_samples=args.trials,
+                max_concurrent_trials=args.max_concurrent or None,
+            )
         run_config = RunConfig(
-            name=sweep, storage_path=storage,
+            name=sweep,
+            storage_path=storage,
             failure_config=FailureConfig(max_failures=2),
             checkpoint_config=CheckpointConfig(num_to_keep=1),
-        )  # fmt: skip
-        tuner = tune.Tuner(trainable, param_space=param_space(grid, args), tune_config=tune_config, run_config=run_config)
+        )
+        tuner = tune.Tuner(
+            trainable, param_space=param_space(grid, args), tune_config=tune_config, run_config=run_config
+        )
     results = tuner.fit()
     failed = [r for r in results if r.error is not None]
-    print(f"\nsweep {sweep}: {len(results) - len(failed)} trial(s) finished, {len(failed)} failed; "
-          f"MLflow: {tracking_uri} experiment {args.experiment!r}")  # fmt: skip
+    print(
+        f"\nsweep {sweep}: {len(results) - len(failed)} trial(s) finished, {len(failed)} failed; "
+        f"MLflow: {tracking_uri} experiment {args.experiment!r}"
+    )
     for result in failed:
         print(f"  failed: {result.path}: {result.error}")
     return 1 if failed else 0

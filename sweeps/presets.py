@@ -11,7 +11,9 @@ from llvfsr.config import PAPER_EPOCHS, DataConfig, TrainConfig
 class Preset:
     data: DataConfig
     train: TrainConfig
-    model_overrides: dict[str, tuple[tuple[str, object], ...]]  # per model-name prefix, e.g. {"llvfsr": (("width", 24),)}
+    model_overrides: dict[
+        str, tuple[tuple[str, object], ...]
+    ]  # per model-name prefix, e.g. {"llvfsr": (("width", 24),)}
 
     def overrides_for(self, model: str) -> tuple[tuple[str, object], ...]:
         for prefix, overrides in self.model_overrides.items():

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
 from llvfsr.config import ExperimentConfig
-from sweeps.grids import GRIDS, Grid, variant_priors
+from sweeps.grids import GRIDS, Grid
 from sweeps.presets import PRESETS
 
 SOURCE_KINDS = ("mask", "depth", "caption", "description", "landmarks")
@@ -27,13 +26,23 @@ SOURCE_KINDS = ("mask", "depth", "caption", "description", "landmarks")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from llvfsr.models import list_models
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--grid", required=True, choices=sorted(GRIDS), help="; ".join(f"{g.name}: {g.summary}" for g in GRIDS.values()))
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--grid", required=True, choices=sorted(GRIDS), help="; ".join(f"{g.name}: {g.summary}" for g in GRIDS.values())
+    )
     p.add_argument("--scale", type=int, choices=(8, 16), default=8, help="up-scaling factor (table1 runs both)")
-    p.add_argument("--data", default=None, help="prepared CelebA-HQ / MM-CelebA-HQ root; none = synthetic faces, short CPU schedule")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="prepared CelebA-HQ / MM-CelebA-HQ root; none = synthetic faces, short CPU schedule",
+    )
     p.add_argument("--seeds", type=int, default=1, help="training seeds per variant")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
-    p.add_argument("--model", default="llvfsr", choices=list_models(trained_only=True), help="the model the hpo grid tunes")
+    p.add_argument(
+        "--model", default="llvfsr", choices=list_models(trained_only=True), help="the model the hpo grid tunes"
+    )
     p.add_argument("--trials", type=int, default=8, help="hpo: Optuna trial budget")
     p.add_argument("--gpus-per-trial", default="auto", help="GPUs per trial (fractions pack trials per GPU) or 'auto'")
     p.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs per trial (and torch threads)")
@@ -41,11 +50,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-concurrent", type=int, default=0, help="cap on trials at once (0: as resources allow)")
     p.add_argument("--address", default=None, help="join an existing Ray cluster (e.g. 'auto' or HEAD:6379)")
     p.add_argument("--storage", default="ray_results", help="Tune storage: local folder or shared path")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)")
+    p.add_argument(
+        "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)"
+    )
     p.add_argument("--experiment", default="llvfsr", help="MLflow experiment name")
     p.add_argument("--name", default=None, help="sweep name (default: GRID-xSCALE[-synthetic])")
     p.add_argument("--source", action="append", metavar="KIND=NAME", help="prior source, e.g. mask=sam (real data)")
     p.add_argument("--text-pretrained", default=None, help="CLIP weights: open_clip tag or local path")
+    p.add_argument("--only", default=None, help="comma-separated variant names: run only these of the grid")
     p.add_argument("--resume", action="store_true", help="restore the sweep and finish only unfinished trials")
     p.add_argument("--dry-run", action="store_true", help="print the trials and their resources, run nothing")
     args = p.parse_args(argv)
@@ -75,8 +87,9 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
     if args.data:
         data = dataclasses.replace(data, dataset=str(Path(args.data).absolute()))
     if args.text_pretrained:
-        data = dataclasses.replace(data, text_encoder="ViT-B-32", text_pretrained=args.text_pretrained,
-                                   allow_random_text_encoder=False)  # fmt: skip
+        data = dataclasses.replace(
+            data, text_encoder="ViT-B-32", text_pretrained=args.text_pretrained, allow_random_text_encoder=False
+        )
     data = dataclasses.replace(data, priors_root=str(Path(data.priors_root).absolute()))
     train = preset.train if args.epochs is None else dataclasses.replace(preset.train, epochs=args.epochs)
     return ExperimentConfig(data=data, train=train), preset_name
@@ -95,8 +108,12 @@ def trial_rows(grid: Grid, args: argparse.Namespace) -> list[dict]:
     scales = grid.scales or (args.scale,)
     if grid.search:
         return [{"variant": f"{args.model} (optuna)", "scale": args.scale, "seed": "-", "trials": args.trials}]
-    return [{"variant": v.name, "model": v.model, "scale": s, "seed": seed}
-            for v in grid.variants for s in scales for seed in range(args.seeds)]  # fmt: skip
+    return [
+        {"variant": v.name, "model": v.model, "scale": s, "seed": seed}
+        for v in grid.variants
+        for s in scales
+        for seed in range(args.seeds)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,13 +121,26 @@ def main(argv: list[str] | None = None) -> int:
     grid = GRIDS[args.grid]
     if grid.search:
         grid = dataclasses.replace(grid, variants=(dataclasses.replace(grid.variants[0], model=args.model),))
+    if args.only:
+        names = set(args.only.split(","))
+        unknown = names - {v.name for v in grid.variants}
+        if unknown:
+            print(
+                f"error: --only: {sorted(unknown)} not in grid {grid.name}; its variants: "
+                f"{', '.join(v.name for v in grid.variants)}",
+                file=sys.stderr,
+            )
+            return 2
+        grid = dataclasses.replace(grid, variants=tuple(v for v in grid.variants if v.name in names))
     base, preset_name = base_config(args, grid)
     gpus = gpus_per_trial(args.gpus_per_trial)
     rows = trial_rows(grid, args)
     print(f"grid {grid.name}: {grid.summary}")
-    print(f"preset {preset_name}: data={base.data.dataset} hr={base.data.hr_size} epochs={base.train.epochs} "
-          f"batch={base.train.batch_size}; per trial: {args.workers_per_trial} worker(s) x "
-          f"{args.cpus_per_trial} CPU, {gpus} GPU")  # fmt: skip
+    print(
+        f"preset {preset_name}: data={base.data.dataset} hr={base.data.hr_size} epochs={base.train.epochs} "
+        f"batch={base.train.batch_size}; per trial: {args.workers_per_trial} worker(s) x "
+        f"{args.cpus_per_trial} CPU, {gpus} GPU"
+    )
     for row in rows:
         print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
     print(f"{len(rows)} trial(s)" if not grid.search else f"up to {args.trials} Optuna trials")

@@ -93,10 +93,18 @@ def _restored_checkpoint(checkpoint) -> Path | None:
 
 
 def _run_and_track(ctx: SweepContext, params: dict, trial_id: str, report, checkpoint) -> dict:
-    from llvfsr.tracking import TrialRun, trial_tags
+    import ray
+
+    from llvfsr.tracking import TrialRun, find_trial_run, trial_tags
 
     variant, config = experiment_for(ctx, params, trial_id)
+    done = find_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, trial_id)
+    if done is not None and done.data.tags.get("status") == "finished":
+        # The driver died after this trial finished but before Tune recorded it: report, do not run it again.
+        report({**done.data.metrics, "done": True})
+        return dict(done.data.metrics)
     tags = trial_tags(config, variant.name, ctx.grid, ctx.sweep, trial_id, variant_priors(variant))
+    tags.update({"node_id": ray.get_runtime_context().get_node_id(), "world_size": str(ctx.workers_per_trial)})
     run = TrialRun(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, tags, config)
     try:
         summary = train(config, TuneHooks(run, report, _restored_checkpoint(checkpoint)))

@@ -16,11 +16,16 @@ def make_priors(batch: int, hr: int, seed: int = 0, text_dim: int = 16, tokens: 
     valid = torch.arange(tokens)[None].expand(batch, tokens) < torch.tensor([[5], [9]])[:batch]
 
     def text():
-        return TextEmbedding(torch.randn(batch, tokens, text_dim, generator=g), torch.randn(batch, text_dim, generator=g),
-                             valid.clone())  # fmt: skip
+        return TextEmbedding(
+            torch.randn(batch, tokens, text_dim, generator=g), torch.randn(batch, text_dim, generator=g), valid.clone()
+        )
 
-    return Priors(mask=torch.randint(0, 19, (batch, hr, hr), generator=g), depth=torch.rand(batch, 1, hr, hr, generator=g),
-                  caption=text(), description=text())  # fmt: skip
+    return Priors(
+        mask=torch.randint(0, 19, (batch, hr, hr), generator=g),
+        depth=torch.rand(batch, 1, hr, hr, generator=g),
+        caption=text(),
+        description=text(),
+    )
 
 
 @pytest.mark.parametrize("name", LLVFSR_VARIANTS)

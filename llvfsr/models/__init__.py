@@ -16,30 +16,118 @@ from llvfsr.models.registry import ModelEntry, build, get_entry, list_models, re
 
 ALL_PRIORS = frozenset({"mask", "depth", "caption", "description"})
 
-register(ModelEntry("llvfsr", "llvfsr.models.llvfsr:build_llvfsr", "LLV-FSR, all four priors (LVPFB)",
-                    priors=ALL_PRIORS, paper_name="LLV-FSR"))
-register(ModelEntry("llvfsr-model1", "llvfsr.models.llvfsr:build_model1", "Table 2 Model 1: no LVPFB, no priors",
-                    paper_name="Model 1"))
-register(ModelEntry("llvfsr-model2", "llvfsr.models.llvfsr:build_model2",
-                    "Table 2 Model 2: priors fused by concatenation + conv", priors=ALL_PRIORS, paper_name="Model 2"))
+register(
+    ModelEntry(
+        "llvfsr",
+        "llvfsr.models.llvfsr:build_llvfsr",
+        "LLV-FSR, all four priors (LVPFB)",
+        priors=ALL_PRIORS,
+        paper_name="LLV-FSR",
+    )
+)
+register(
+    ModelEntry(
+        "llvfsr-model1",
+        "llvfsr.models.llvfsr:build_model1",
+        "Table 2 Model 1: no LVPFB, no priors",
+        paper_name="Model 1",
+    )
+)
+register(
+    ModelEntry(
+        "llvfsr-model2",
+        "llvfsr.models.llvfsr:build_model2",
+        "Table 2 Model 2: priors fused by concatenation + conv",
+        priors=ALL_PRIORS,
+        paper_name="Model 2",
+    )
+)
 for _prior in ("mask", "depth", "caption", "description"):
-    register(ModelEntry(f"llvfsr-wo-{_prior}", f"llvfsr.models.llvfsr:build_wo_{_prior}",
-                        f"LLV-FSR without the {_prior} branch and input (Fig. 9)",
-                        priors=ALL_PRIORS - {_prior}, paper_name=f"w/o {_prior}"))
+    register(
+        ModelEntry(
+            f"llvfsr-wo-{_prior}",
+            f"llvfsr.models.llvfsr:build_wo_{_prior}",
+            f"LLV-FSR without the {_prior} branch and input (Fig. 9)",
+            priors=ALL_PRIORS - {_prior},
+            paper_name=f"w/o {_prior}",
+        )
+    )
 
-register(ModelEntry("bicubic", "llvfsr.models.bicubic:build_bicubic", "bicubic up-sampling (evaluated, not trained)",
-                    trained=False, paper_name="Bicubic"))
+register(
+    ModelEntry(
+        "bicubic",
+        "llvfsr.models.bicubic:build_bicubic",
+        "bicubic up-sampling (evaluated, not trained)",
+        trained=False,
+        paper_name="Bicubic",
+    )
+)
 
 # Baselines of Table 1 (paper Sec. 4.3). train_defaults hold each paper's own optimiser and loss settings.
-register(ModelEntry("srcnn", "baselines.srcnn:build", "SRCNN (Dong et al., TPAMI 2016)", paper_name="SRCNN"))
-register(ModelEntry("fsrnet", "baselines.fsrnet:build", "FSRNet (Chen et al., CVPR 2018)",
-                    targets=frozenset({"mask", "landmarks"}), paper_name="FSRNet"))
-register(ModelEntry("dic", "baselines.dic:build", "DIC (Ma et al., CVPR 2020)", targets=frozenset({"landmarks"}),
-                    paper_name="DIC"))
-register(ModelEntry("sisn", "baselines.sisn:build", "SISN (Lu et al., ACM MM 2021)", paper_name="SISN"))
-register(ModelEntry("faceformer", "baselines.faceformer:build", "FaceFormer (Wang et al., TCSVT 2023)",
-                    paper_name="FaceFormer"))
-register(ModelEntry("sfmnet", "baselines.sfmnet:build", "SFMNet (Wang et al., CVPR 2023)", paper_name="SFMNet"))
-register(ModelEntry("wfen", "baselines.wfen:build", "WFEN (Li et al., ACM MM 2024)", paper_name="WFEN"))
+register(
+    ModelEntry(
+        "srcnn",
+        "baselines.srcnn:build",
+        "SRCNN (Dong et al., TPAMI 2016)",
+        paper_name="SRCNN",
+        train_defaults=_Frozen({"loss": "l2", "lr": 1e-4}),
+    )
+)
+register(
+    ModelEntry(
+        "fsrnet",
+        "baselines.fsrnet:build",
+        "FSRNet (Chen et al., CVPR 2018)",
+        targets=frozenset({"mask", "landmarks"}),
+        paper_name="FSRNet",
+        train_defaults=_Frozen({"loss": "l2", "lr": 2.5e-4}),
+    )
+)
+register(
+    ModelEntry(
+        "dic",
+        "baselines.dic:build",
+        "DIC (Ma et al., CVPR 2020)",
+        targets=frozenset({"landmarks"}),
+        paper_name="DIC",
+        train_defaults=_Frozen({"loss": "l1", "lr": 1e-4, "betas": (0.9, 0.999)}),
+    )
+)
+register(
+    ModelEntry(
+        "sisn",
+        "baselines.sisn:build",
+        "SISN (Lu et al., ACM MM 2021)",
+        paper_name="SISN",
+        train_defaults=_Frozen({"loss": "l1", "lr": 2e-4, "betas": (0.9, 0.999)}),
+    )
+)
+register(
+    ModelEntry(
+        "faceformer",
+        "baselines.faceformer:build",
+        "FaceFormer (Wang et al., TCSVT 2023)",
+        paper_name="FaceFormer",
+        train_defaults=_Frozen({"loss": "l1", "lr": 2e-4, "betas": (0.9, 0.999)}),
+    )
+)
+register(
+    ModelEntry(
+        "sfmnet",
+        "baselines.sfmnet:build",
+        "SFMNet (Wang et al., CVPR 2023)",
+        paper_name="SFMNet",
+        train_defaults=_Frozen({"loss": "l1", "lr": 1e-4, "betas": (0.9, 0.99)}),
+    )
+)
+register(
+    ModelEntry(
+        "wfen",
+        "baselines.wfen:build",
+        "WFEN (Li et al., ACM MM 2024)",
+        paper_name="WFEN",
+        train_defaults=_Frozen({"loss": "l1", "lr": 2e-4, "betas": (0.9, 0.99)}),
+    )
+)
 
 __all__ = ["ALL_PRIORS", "ModelEntry", "build", "get_entry", "list_models", "register"]

@@ -81,7 +81,9 @@ class WindowAttention(nn.Module):
             x = torch.roll(x, shifts=(-offset, -offset), dims=(2, 3))
         # [B, C, Hp, Wp] -> [B * windows, win*win, C]
         tokens = x.reshape(b, c, hp // win, win, wp // win, win).permute(0, 2, 4, 3, 5, 1).reshape(-1, win * win, c)
-        q, k, v = self.qkv(tokens).reshape(tokens.shape[0], win * win, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(tokens).reshape(tokens.shape[0], win * win, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        )
         out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(tokens.shape[0], win * win, c)
         out = self.project_out(out).reshape(b, hp // win, wp // win, win, win, c).permute(0, 5, 1, 3, 2, 4)
         out = out.reshape(b, c, hp, wp)

@@ -42,9 +42,20 @@ class LLVFSR(nn.Module):
         des_query: "text" (paper: description queries) or "image" (pixel queries) for DesA.
     """
 
-    def __init__(self, scale: int = 8, width: int = 64, num_blocks: int = 7, heads: int = 4, transformer: str = "channel",
-                 window: int = 8, body_down: int = 4, text_dim: int = 512, fusion: str = "lvpfb",
-                 branches: tuple[str, ...] = BRANCHES, des_query: str = "text"):  # fmt: skip
+    def __init__(
+        self,
+        scale: int = 8,
+        width: int = 64,
+        num_blocks: int = 7,
+        heads: int = 4,
+        transformer: str = "channel",
+        window: int = 8,
+        body_down: int = 4,
+        text_dim: int = 512,
+        fusion: str = "lvpfb",
+        branches: tuple[str, ...] = BRANCHES,
+        des_query: str = "text",
+    ):
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
@@ -77,8 +88,10 @@ class LLVFSR(nn.Module):
     def _check_priors(self, priors: Priors | None) -> None:
         missing = [name for name in self.branches if priors is None or getattr(priors, name) is None]
         if missing:
-            raise ValueError(f"{getattr(self, 'registry_name', 'llvfsr')} needs priors {missing}; got "
-                             f"{sorted(priors.present) if priors is not None else None}")  # fmt: skip
+            raise ValueError(
+                f"{getattr(self, 'registry_name', 'llvfsr')} needs priors {missing}; got "
+                f"{sorted(priors.present) if priors is not None else None}"
+            )
 
     def forward(self, lr: Tensor, priors: Priors | None = None) -> Tensor:
         """Super-resolve float RGB [B,3,h,w] in [0,1] to [B,3,h*scale,w*scale]."""

@@ -114,8 +114,14 @@ class LVPFB(nn.Module):
         self.des = DescriptionAttention(channels, text_dim, heads, des_query) if "description" in branches else None
         self.fuse = nn.Conv2d(channels * (1 + len(self.branches)), channels, 1)
 
-    def forward(self, x: Tensor, mask_features: Tensor | None, depth_features: Tensor | None,
-                caption: TextEmbedding | None, description: TextEmbedding | None) -> Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: Tensor,
+        mask_features: Tensor | None,
+        depth_features: Tensor | None,
+        caption: TextEmbedding | None,
+        description: TextEmbedding | None,
+    ) -> Tensor:
         parts = [x]
         if self.seg is not None:
             parts.append(self.seg(x, mask_features))
@@ -144,8 +150,14 @@ class ConcatFusion(nn.Module):
             nn.Conv2d(channels, channels, 3, padding=1),
         )
 
-    def forward(self, x: Tensor, mask_features: Tensor, depth_features: Tensor,
-                caption: TextEmbedding, description: TextEmbedding) -> Tensor:  # fmt: skip
+    def forward(
+        self,
+        x: Tensor,
+        mask_features: Tensor,
+        depth_features: Tensor,
+        caption: TextEmbedding,
+        description: TextEmbedding,
+    ) -> Tensor:
         size = x.shape[-2:]
         cap = self.caption_in(masked_mean(caption).to(x.dtype))[:, :, None, None].expand(-1, -1, *size)
         des = self.description_in(masked_mean(description).to(x.dtype))[:, :, None, None].expand(-1, -1, *size)

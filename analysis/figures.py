@@ -1,0 +1,142 @@
+"""The paper's figures, drawn from prior stores and MLflow runs; `priors` draws Fig. 4 (the language-vision priors).
+
+    python -m analysis.figures priors --store STORE_DIR --n 4 --out fig4.png
+
+STORE_DIR is one prior store (``<root>/<dataset-key>/<split>/x<scale>``). Its faces are read from the dataset the
+store was made for, rebuilt from the manifest's dataset fingerprint, or named with ``--dataset`` (synthetic or
+an image folder, with ``--split-file`` / ``--text-dir``); the LR is the one the sources saw (antialiased bicubic,
+rounded to uint8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FIG4_COLUMNS = ("(a) HR", "(b) LR", "(c) Semantic mask", "(d) Depth", "(e) Caption", "(f) Description")
+
+
+def open_store_dataset(store: Any, dataset: str | None = None, **options: Any) -> Any:
+    """The `FaceDataset` a store was made for: named by `dataset` (+ options), else rebuilt from its manifest.
+
+    Raises:
+        ValueError: the dataset cannot be rebuilt, or its fingerprint differs from the store's (names the key).
+    """
+    from llvfsr.data.datasets import open_dataset
+    from llvfsr.priors.store import normalise
+
+    stored = store.manifest["dataset"]
+    split = store.manifest.get("split") or stored.get("split")
+    if dataset is None:
+        dataset = stored.get("root") or stored.get("name")
+        keep = ("n", "seed", "hr_size", "split_file", "text_dir")
+        options = {**{k: stored[k] for k in keep if stored.get(k) is not None}, **options}
+        if dataset is None:
+            raise ValueError(f"{store.directory}: the manifest does not say where the faces are; pass --dataset")
+    data = open_dataset(str(dataset), split, **options)
+    current = normalise(data.fingerprint())
+    for key in sorted(set(current) | set(stored)):
+        if current.get(key) != stored.get(key):
+            raise ValueError(f"the dataset differs from the one of {store.directory}: {key!r} is {current.get(key)!r}, "
+                             f"the store has {stored.get(key)!r}")  # fmt: skip
+    return data
+
+
+def _available(store: Any, field: str) -> bool:
+    return store.record(field) is not None and store.is_complete(field)
+
+
+def priors_figure(store: Any, dataset: Any, indices: list[int], wrap: int = 70) -> Any:
+    """Fig. 4: one row per face with HR, LR, mask (CelebAMask-HQ palette), depth, caption and description.
+
+    Args:
+        store: a `PriorStore`; fields it lacks are drawn as empty panels.
+        dataset: the store's `FaceDataset` (HR faces via `load_hr_batch`, uint8 [B, H, W, 3]).
+        indices: the faces to draw.
+        wrap: characters per line of the description (the caption uses half).
+
+    Returns:
+        The matplotlib Figure (Agg backend); images are drawn with `imshow`, texts with `text`.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llvfsr.data.synthetic import colourise_mask
+    from llvfsr.priors.extract import lr_faces
+
+    hr = dataset.load_hr_batch(list(indices))
+    lr = lr_faces(hr, store.scale)
+    prior = store.load({k for k in ("mask", "depth") if _available(store, k)}, indices=indices)
+    texts = {k: store.texts(k, indices) if _available(store, f"{k}_text") else None for k in ("caption", "description")}
+
+    rows, ratios, width = len(indices), [1, 1, 1, 1, 1.6, 3.4], 15.0
+    # Rows as tall as an image column is wide, so image and text panels share their bottom edge (and labels).
+    fig = plt.figure(figsize=(width, 1.04 * rows * width / sum(ratios)), dpi=100)
+    grid = fig.add_gridspec(rows, 6, width_ratios=ratios, wspace=0.05, hspace=0.08)
+    for r in range(rows):
+        axes = [fig.add_subplot(grid[r, c]) for c in range(6)]
+        axes[0].imshow(hr[r])
+        axes[1].imshow(lr[r], interpolation="nearest")
+        if prior.mask is not None:
+            axes[2].imshow(colourise_mask(prior.mask[r].numpy().astype(np.uint8)), interpolation="nearest")
+        if prior.depth is not None:
+            axes[3].imshow(prior.depth[r, 0].numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        for ax, key, width in ((axes[4], "caption", wrap // 2), (axes[5], "description", wrap)):
+            if texts[key] is not None:
+                ax.text(0.02, 0.5, textwrap.fill(texts[key][r], width), va="center", ha="left", fontsize=7, wrap=True)
+        for c, ax in enumerate(axes):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= 4:
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+            if r == rows - 1:
+                ax.set_xlabel(FIG4_COLUMNS[c], fontsize=9)
+    return fig
+
+
+def _priors_command(args: argparse.Namespace) -> int:
+    from llvfsr.priors.store import PriorStore, PriorStoreError
+
+    try:
+        store = PriorStore.at(args.store)
+        options = {k: v for k, v in (("split_file", args.split_file), ("text_dir", args.text_dir)) if v is not None}
+        dataset = open_store_dataset(store, args.dataset, **options)
+    except (PriorStoreError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    indices = args.indices if args.indices else list(range(min(args.n, store.n)))
+    fig = priors_figure(store, dataset, indices, wrap=args.wrap)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, bbox_inches="tight")
+    print(f"wrote {args.out} ({len(indices)} faces from {store.directory})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: `python -m analysis.figures <figure> ...`."""
+    parser = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__.split("\n")[0])
+    figures = parser.add_subparsers(dest="figure", required=True)
+    priors = figures.add_parser("priors", help="Fig. 4: HR, LR, mask, depth, caption and description of a few faces")
+    priors.add_argument("--store", type=Path, required=True, help="a prior store folder (holds manifest.json)")
+    priors.add_argument("--n", type=int, default=4, help="draw the first N faces")
+    priors.add_argument("--indices", type=int, nargs="+", default=None, help="draw these faces instead")
+    priors.add_argument("--out", type=Path, default=Path("fig4.png"), help="output image (png, pdf, svg)")
+    priors.add_argument("--dataset", default=None, help="'synthetic' or an image folder (default: from the manifest)")
+    priors.add_argument("--split-file", default=None, help="split list of a folder dataset")
+    priors.add_argument("--text-dir", default=None, help="MM-CelebA-HQ text folder of a folder dataset")
+    priors.add_argument("--wrap", type=int, default=70, help="characters per description line")
+    priors.set_defaults(run=_priors_command)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Depth prior from Depth Anything (V1 or V2, any transformers depth-estimation model), paper Sec. 3.3 ("DAM")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llvfsr.priors.sources.base import ItemContext, PriorSource
+from llvfsr.priors.sources.face_parser import load_pretrained, model_revision, resolve_device, upsample_lr
+
+DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
+
+
+def normalise_depth(pred: torch.Tensor, larger_is_nearer: bool = True) -> torch.Tensor:
+    """Per-image min-max normalisation to [0, 1] with nearer = larger.
+
+    Args:
+        pred: float [B, H, W] raw model output.
+        larger_is_nearer: True for relative inverse depth (disparity, what Depth Anything predicts); False
+            for metric depth, which is flipped.
+
+    Returns:
+        float [B, H, W] in [0, 1]; a constant map becomes all zeros.
+    """
+    pred = pred if larger_is_nearer else -pred
+    flat = pred.flatten(1)
+    lo, hi = flat.min(dim=1).values, flat.max(dim=1).values
+    return (pred - lo[:, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None]
+
+
+class DepthAnythingDepth(PriorSource):
+    """Depth map of each LR face: model on the HR-upsampled LR face, bicubic-resized to HR, normalised per image.
+
+    Args:
+        model_id: hub id or local folder of a depth-estimation model (V1: LiheYoung/depth-anything-small-hf,
+            V2: depth-anything/Depth-Anything-V2-Small-hf, ...); used when `model` is None.
+        revision: hub revision to pin.
+        model: a ready depth-estimation model (tests; `processor` required too).
+        processor: its image processor.
+        larger_is_nearer: False for models predicting metric depth (then flipped).
+        device: default CUDA when present.
+        batch_size: faces per call.
+    """
+
+    kind = "depth"
+    name = "depth-anything"
+
+    def __init__(
+        self,
+        model_id: str = DEFAULT_DEPTH_MODEL,
+        revision: str | None = None,
+        model: Any = None,
+        processor: Any = None,
+        larger_is_nearer: bool = True,
+        device: str | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.larger_is_nearer = larger_is_nearer
+        self.model_id = model_id if model is None else getattr(model.config, "name_or_path", "") or "in-memory"
+        if model is None:
+            from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+            model = load_pretrained(AutoModelForDepthEstimation, model_id, revision)
+            processor = processor or load_pretrained(AutoImageProcessor, model_id, revision)
+        if processor is None:
+            raise ValueError("DepthAnythingDepth(model=...) needs the matching processor too")
+        self.revision = model_revision(model, revision)
+        self.model = model.to(self.device).eval()
+        self.processor = processor
+
+    def fingerprint(self) -> dict:
+        import transformers
+
+        return {"source": self.name, "model_id": self.model_id, "revision": self.revision,
+                "version": transformers.__version__, "larger_is_nearer": self.larger_is_nearer,
+                "normalise": "per_image_minmax"}  # fmt: skip
+
+    @torch.inference_mode()
+    def __call__(self, lr: np.ndarray, hr_size: int, items: list[ItemContext]) -> list[np.ndarray]:
+        """Depth maps, float32 [hr_size, hr_size] in [0, 1] (nearer = larger), one per LR face (uint8 [B,h,w,3])."""
+        inputs = self.processor(images=upsample_lr(lr, hr_size), return_tensors="pt").to(self.device)
+        pred = self.model(pixel_values=inputs["pixel_values"]).predicted_depth.float()  # [B, h', w']
+        pred = F.interpolate(pred[:, None], size=(hr_size, hr_size), mode="bicubic", align_corners=False)[:, 0]
+        depth = normalise_depth(pred, self.larger_is_nearer).clamp_(0.0, 1.0)
+        return list(depth.cpu().numpy().astype(np.float32))
+
+    def close(self) -> None:
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

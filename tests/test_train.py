@@ -1,0 +1,132 @@
+"""The train loop: outputs, exact resume, determinism, checkpoint compatibility, and the single-run CLI."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+
+from llvfsr.checkpoint import CheckpointMismatch, load_checkpoint
+from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from llvfsr.data.loading import ensure_priors
+from llvfsr.train import TrainHooks, build_model, main, required_fields, train
+
+TINY_MODEL = (("body_down", 2), ("heads", 2), ("num_blocks", 1), ("width", 8))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> DataConfig:
+    root = tmp_path_factory.mktemp("priors")
+    config = DataConfig(
+        hr_size=32,
+        train_n=20,
+        val_n=4,
+        test_n=6,
+        priors_root=str(root),
+        text_encoder="tiny",
+        text_pretrained=None,
+        allow_random_text_encoder=True,
+    )
+    ensure_priors(config, {"mask", "depth", "caption", "description"}, progress=False)
+    return config
+
+
+def experiment(data: DataConfig, out, model="llvfsr", epochs=3, seed=0) -> ExperimentConfig:
+    train_cfg = TrainConfig(epochs=epochs, batch_size=4, seed=seed, lpips=False, niqe=False, n_samples=2, device="cpu")
+    return ExperimentConfig(data=data, model=ModelConfig(model, TINY_MODEL), train=train_cfg, out_dir=str(out))
+
+
+class StopAfter(TrainHooks):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch(self, epoch, metrics, checkpoint):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def final_weights(out_dir):
+    return torch.load(out_dir / "checkpoint.pt", weights_only=True)["model"]
+
+
+def test_train_writes_outputs_and_resumes_bit_identically(data, tmp_path):
+    summary = train(experiment(data, tmp_path / "straight"))
+    frame = pd.read_csv(tmp_path / "straight" / "per_image.csv")
+    assert len(frame) == 6 and {"psnr", "ssim", "psnr_eyes", "psnr_face"} <= set(frame.columns)
+    assert summary["test_psnr"] == pytest.approx(frame.psnr.mean())
+    assert 10 < summary["test_psnr"] < 60 and 0 < summary["test_ssim"] <= 1
+    assert (tmp_path / "straight" / "samples.png").stat().st_size > 0
+
+    interrupted = experiment(data, tmp_path / "resumed")
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted, StopAfter(epoch=1))
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    resumed_summary = train(interrupted)  # finds its checkpoint, continues at epoch 2
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert resumed_summary["test_psnr"] == summary["test_psnr"]
+
+
+def test_same_seed_same_result_other_seed_differs(data, tmp_path):
+    a = train(experiment(data, tmp_path / "a", model="llvfsr-model1", epochs=1, seed=3))
+    b = train(experiment(data, tmp_path / "b", model="llvfsr-model1", epochs=1, seed=3))
+    c = train(experiment(data, tmp_path / "c", model="llvfsr-model1", epochs=1, seed=4))
+    assert a == b
+    assert a["test_psnr"] != c["test_psnr"]
+
+
+def test_checkpoint_of_another_model_or_scale_is_refused(data, tmp_path):
+    config = experiment(data, tmp_path / "run", model="llvfsr-model1", epochs=1)
+    train(config)
+    path = tmp_path / "run" / "checkpoint.pt"
+    other_scale = dataclasses.replace(config, data=dataclasses.replace(config.data, scale=16))
+    with pytest.raises(CheckpointMismatch, match="data.scale"):
+        load_checkpoint(path, other_scale, build_model(other_scale))
+    wider = tuple((k, 16 if k == "width" else v) for k, v in TINY_MODEL)
+    other_model = dataclasses.replace(config, model=ModelConfig("llvfsr-model1", wider))
+    with pytest.raises(CheckpointMismatch, match="model.width"):
+        load_checkpoint(path, other_model, build_model(config))
+    longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=5))
+    assert load_checkpoint(path, longer, build_model(config))["epoch"] == 1  # more epochs: a legal resume
+
+
+def test_required_fields_follow_the_built_branches(data):
+    config = experiment(data, "unused")
+    assert required_fields(build_model(config), "llvfsr") == {"mask", "depth", "caption", "description"}
+    no_text = dataclasses.replace(config, model=ModelConfig("llvfsr", TINY_MODEL + (("branches", ("mask",)),)))
+    assert required_fields(build_model(no_text), "llvfsr") == {"mask"}
+
+
+def test_cli_runs_one_experiment_and_rejects_bad_flags(data, tmp_path, capsys):
+    args = [
+        "--model",
+        "bicubic",
+        "--scale",
+        "8",
+        "--hr-size",
+        "32",
+        "--train-n",
+        "20",
+        "--val-n",
+        "4",
+        "--test-n",
+        "6",
+        "--priors-root",
+        data.priors_root,
+        "--no-lpips",
+        "--no-niqe",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "cli"),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "test_psnr" in out and (tmp_path / "cli" / "per_image.csv").exists()
+    with pytest.raises(SystemExit) as error:
+        main(["--model", "no-such-model"])
+    assert error.value.code == 2
+    with pytest.raises(SystemExit) as error:
+        main(["--scale", "3"])
+    assert error.value.code == 2
