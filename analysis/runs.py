@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def load_runs(tracking_uri: str, experiment: str, grid: str | None = None, sweep
 def _per_image(tracking_uri: str, run_id: str) -> pd.DataFrame:
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small file per run: no bars
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="per_image.csv", tracking_uri=tracking_uri)
     return pd.read_csv(Path(path), dtype={"id": str})
 

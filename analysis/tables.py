@@ -77,7 +77,8 @@ def build_table(
         cells = {}
         for m in metrics:
             mean, std, d = stats.loc[row, f"{m}_mean"], stats.loc[row, f"{m}_std"], digits(m)
-            ours = "n/a" if pd.isna(mean) else f"{mean:.{d}f} ± {std:.{d}f}"
+            seeds = int(stats.loc[row, "seeds"])
+            ours = "n/a" if pd.isna(mean) else f"{mean:.{d}f}" + (f" ± {std:.{d}f}" if seeds > 1 else "")
             cells[m.upper()] = decorate(ours, marks[m].get(row), fmt)
             published = (paper or {}).get(row)
             if published is not None and m in METRICS:
@@ -122,7 +123,7 @@ def tables(tracking_uri: str, runs: pd.DataFrame, fmt: str, with_p: bool = True)
         if len(t2_rows) > 1:
             paper = TABLE2 if scale == 8 else None
             title = f"Table 2, x{scale}: LVPFB ablation (Model 1: no priors; Model 2: concatenation; LLV-FSR)"
-            out.append(render(build_table(at, t2_rows, list(METRICS), paper, fmt, pvals(t2_rows)), fmt, title))
+            out.append(render(build_table(at, t2_rows, [*METRICS, *extra], paper, fmt, pvals(t2_rows)), fmt, title))
         prior_rows = [r for r in PRIOR_ORDER if r in present and r != "llvfsr-model1"]
         prior_rows += sorted(r for r in present if r.startswith("priors:"))
         if len(prior_rows) > 1:

@@ -46,6 +46,21 @@ def synthetic_regions(config: ExperimentConfig, count: int) -> tuple[np.ndarray,
     return np.stack([eye_region_mask(m) for m in masks]), np.stack([face_region_mask(m) for m in masks])
 
 
+def landmark_error(heatmaps: Tensor, landmarks: Tensor, hr_size: int) -> np.ndarray:
+    """Mean distance (HR pixels) between each heatmap's argmax and its true landmark, per face.
+
+    Args:
+        heatmaps: float [B, K, h, w] from a landmark head (FSRNet, DIC).
+        landmarks: float [B, K, 2] true (x, y) in HR pixels.
+        hr_size: HR side; heatmap cells map to HR pixel centres.
+    """
+    b, k, h, w = heatmaps.shape
+    flat = heatmaps.detach().float().flatten(2).argmax(-1)
+    peaks = torch.stack([flat % w, flat // w], dim=-1).float()
+    peaks = (peaks + 0.5) * torch.tensor([hr_size / w, hr_size / h], device=peaks.device) - 0.5
+    return (peaks - landmarks.float()).norm(dim=-1).mean(-1).cpu().numpy().astype(np.float64)
+
+
 def save_samples(lr: Tensor, sr: Tensor, hr: Tensor, path: Path) -> None:
     """A grid with one row per face: LR (nearest-upsampled) | SR | HR."""
     lr_big = F.interpolate(lr, size=hr.shape[-2:], mode="nearest")
@@ -87,6 +102,11 @@ def evaluate_split(
             for name, masks in zip(("psnr_eyes", "psnr_face"), regions, strict=False):
                 region = torch.from_numpy(masks[span]).to(device)
                 rows.setdefault(name, []).extend(region_psnr(sr, hr, region).tolist())
+        heatmaps = getattr(model, "aux", {}).get("heatmaps")
+        if heatmaps is not None and priors.landmarks is not None:
+            rows.setdefault("landmark_error", []).extend(
+                landmark_error(heatmaps, priors.landmarks, hr.shape[-1]).tolist()
+            )
         if start == 0 and tcfg.n_samples > 0:
             n = min(tcfg.n_samples, len(index))
             save_samples(lr[:n], sr[:n], hr[:n], out_dir / "samples.png")

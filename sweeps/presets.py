@@ -32,12 +32,37 @@ PRESETS: dict[str, Preset] = {
     "synthetic": Preset(
         DataConfig(dataset="synthetic", hr_size=64, train_n=352, val_n=32, test_n=64, **_SYNTHETIC_TEXT),
         TrainConfig(epochs=8, batch_size=16, **_CPU_TRAIN),
-        {"llvfsr": (("num_blocks", 3), ("width", 24)), "": (("width", 16),)},
+        {
+            "llvfsr": (("num_blocks", 3), ("width", 24)),
+            "fsrnet": (("num_blocks", 4), ("prior_width", 32), ("width", 16)),
+            "dic": (("hg_width", 32), ("num_fusion_blocks", 2), ("num_groups", 2), ("num_steps", 2), ("width", 16)),
+            "sisn": (("num_blocks", 2), ("num_groups", 3), ("width", 16)),
+            "faceformer": (("dim", 32), ("num_blocks", 4), ("width", 16)),
+            "sfmnet": (("width", 16),),
+            "wfen": (("depth", 2), ("width", 16)),
+            "": (),  # srcnn and bicubic are small as published
+        },
     ),
     "smoke": Preset(
         DataConfig(dataset="synthetic", hr_size=32, train_n=48, val_n=8, test_n=16, **_SYNTHETIC_TEXT),
         TrainConfig(epochs=2, batch_size=8, **_CPU_TRAIN),
-        {"llvfsr": (("num_blocks", 1), ("width", 8)), "": (("width", 8),)},
+        {
+            "llvfsr": (("num_blocks", 1), ("width", 8)),
+            "fsrnet": (("num_blocks", 1), ("prior_width", 16), ("width", 8)),
+            "dic": (
+                ("hg_depth", 2),
+                ("hg_width", 16),
+                ("num_fusion_blocks", 1),
+                ("num_groups", 1),
+                ("num_steps", 1),
+                ("width", 8),
+            ),
+            "sisn": (("num_blocks", 1), ("num_groups", 1), ("width", 8)),
+            "faceformer": (("dim", 16), ("num_blocks", 1), ("width", 8)),
+            "sfmnet": (("width", 8),),
+            "wfen": (("depth", 1), ("width", 8)),
+            "": (),
+        },
     ),
     "paper": Preset(DataConfig(hr_size=256), TrainConfig(epochs=PAPER_EPOCHS, batch_size=16), {}),
 }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from analysis.figures import main, priors_figure
 from llvfsr.data.synthetic import colourise_mask, render_face
@@ -72,7 +71,6 @@ def test_missing_fields_leave_empty_panels(tmp_path):
 
 
 def test_cli_writes_png(tmp_path):
-    pytest.importorskip("llvfsr.data.datasets")
     from llvfsr.data.datasets import open_dataset
 
     data = open_dataset("synthetic", "test", n=5, hr_size=HR)

@@ -143,7 +143,7 @@ def test_cli_exit_codes(celeba, tmp_path, capsys):
 
 
 def test_prepared_folder_reads_as_a_dataset_with_text(celeba, tmp_path):
-    datasets = pytest.importorskip("llvfsr.data.datasets")
+    import llvfsr.data.datasets as datasets
     from llvfsr.priors.sources import ItemContext, make_source
 
     root, mm = celeba

@@ -304,7 +304,6 @@ def test_cli_rejects_bad_values(capsys, tmp_path):
 
 
 def test_cli_extracts_the_synthetic_dataset_end_to_end(tmp_path, capsys):
-    pytest.importorskip("llvfsr.data.datasets")
     argv = ["extract", "--dataset", "synthetic", "--split", "test", "--n", "5", "--hr-size", "64", "--scale", "8",
             "--out", str(tmp_path), "--shard-size", "2", "--no-progress", "--device", "cpu"]  # fmt: skip
     assert main(argv) == 1  # no CLIP weights on the machine and no permission to use random ones

@@ -96,9 +96,19 @@ def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), 
     for split in splits:
         dataset = open_split(data, split)
         store = PriorStore.open(data.priors_root, dataset, split, data.scale)
-        sources = {kind: make_source(kind, names[kind]) for kind in sorted(fields)}
-        encoder = make_text_encoder(data) if fields & set(TEXT_FIELDS) else None
+        missing = {kind for kind in fields if not _complete(store, kind, names[kind])}
+        if not missing:
+            continue  # e.g. extracted beforehand with `python -m llvfsr.priors extract --source-option ...`
+        sources = {kind: make_source(kind, names[kind]) for kind in sorted(missing)}
+        encoder = make_text_encoder(data) if missing & set(TEXT_FIELDS) else None
         store.extract(dataset, sources, encoder, progress=progress)
+
+
+def _complete(store, kind: str, source: str) -> bool:
+    """The store already holds `kind` from the source of that name (and, for texts, its embeddings)."""
+    status = store.status()
+    fields = [f"{kind}_text", f"{kind}_emb"] if kind in TEXT_FIELDS else [kind]
+    return all(status.get(f, {}).get("complete") for f in fields) and status[fields[0]]["source"] == source
 
 
 TINY_TEXT_ENCODER = "tiny"  # a 2-layer open_clip text tower for the synthetic presets (random weights, fast on a CPU)
@@ -108,9 +118,9 @@ def make_text_encoder(data: DataConfig):
     """The CLIP text encoder `data` names: an open_clip architecture, or "tiny" for the synthetic presets."""
     from llvfsr.priors.text_encoder import ClipTextEncoder, tiny_clip_config
 
-    if data.text_encoder == TINY_TEXT_ENCODER:
+    if data.text_encoder == TINY_TEXT_ENCODER:  # no published weights exist for the tiny tower
         return ClipTextEncoder(
-            "ViT-B-32", data.text_pretrained, allow_random=data.allow_random_text_encoder, model_cfg=tiny_clip_config()
+            "ViT-B-32", None, allow_random=data.allow_random_text_encoder, model_cfg=tiny_clip_config()
         )
     return ClipTextEncoder(data.text_encoder, data.text_pretrained, allow_random=data.allow_random_text_encoder)
 
