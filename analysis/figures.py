@@ -120,6 +120,47 @@ def _priors_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def identity_chart(runs: Any, out: Path) -> Any:
+    """Fig. 7: mean identity distance (DeepFace cosine distance, SR vs HR) per method and scale, as bars."""
+    import matplotlib.pyplot as plt
+
+    from analysis.paper_numbers import TABLE1_ORDER
+
+    means = runs.groupby(["variant", "scale"])["identity"].agg(["mean", "std"]).reset_index()
+    methods = [m for m in TABLE1_ORDER if m in set(means.variant)] + sorted(set(means.variant) - set(TABLE1_ORDER))
+    scales = sorted(means.scale.unique())
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(methods), 3.2))
+    width = 0.8 / len(scales)
+    for i, scale in enumerate(scales):
+        at = means[means.scale == scale].set_index("variant").reindex(methods)
+        xs = [j + (i - (len(scales) - 1) / 2) * width for j in range(len(methods))]
+        ax.bar(xs, at["mean"], width, yerr=at["std"].fillna(0), label=f"x{scale}", capsize=2)
+    ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+    ax.set_ylabel("identity distance (lower is better)")
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return fig
+
+
+def _identity_command(args: argparse.Namespace) -> int:
+    from analysis.runs import RunsMissing, load_runs
+    from llvfsr.tracking import default_tracking_uri
+
+    try:
+        runs = load_runs(args.tracking_uri or default_tracking_uri(), args.experiment, args.grid)
+    except RunsMissing as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if "identity" not in runs.columns or runs["identity"].isna().all():
+        print("error: no run has identity distances; train with --identity (and --identity-weights)", file=sys.stderr)
+        return 1
+    identity_chart(runs.dropna(subset=["identity"]), args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: `python -m analysis.figures <figure> ...`."""
     parser = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__.split("\n")[0])
@@ -134,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     priors.add_argument("--text-dir", default=None, help="MM-CelebA-HQ text folder of a folder dataset")
     priors.add_argument("--wrap", type=int, default=70, help="characters per description line")
     priors.set_defaults(run=_priors_command)
+    identity = figures.add_parser("identity", help="Fig. 7: identity distance per method, from MLflow runs")
+    identity.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: ./mlflow.db)")
+    identity.add_argument("--experiment", default="llvfsr", help="MLflow experiment name")
+    identity.add_argument("--grid", default="table1", help="the grid whose runs to draw")
+    identity.add_argument("--out", type=Path, default=Path("fig7_identity.png"), help="output image")
+    identity.set_defaults(run=_identity_command)
     args = parser.parse_args(argv)
     return args.run(args)
 

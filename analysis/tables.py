@@ -62,7 +62,9 @@ def decorate(text: str, mark: str | None, fmt: str) -> str:
 
 
 def digits(metric: str) -> int:
-    return {"psnr": 2, "psnr_eyes": 2, "psnr_face": 2, "ssim": 4, "niqe": 3, "lpips": 4}.get(metric, 4)
+    return {"psnr": 2, "psnr_eyes": 2, "psnr_face": 2, "ssim": 4, "niqe": 3, "lpips": 4, "landmark_error": 2}.get(
+        metric, 4
+    )
 
 
 def build_table(
@@ -105,7 +107,7 @@ def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
 
 def tables(tracking_uri: str, runs: pd.DataFrame, fmt: str, with_p: bool = True) -> list[str]:
     out = []
-    extra = [m for m in ("psnr_eyes", "psnr_face") if m in runs.columns]
+    extra = [m for m in ("psnr_eyes", "psnr_face", "identity", "landmark_error") if m in runs.columns]
     stats = aggregate(runs, ["variant", "scale"], [*METRICS, *extra])
     for scale in sorted(runs.scale.unique()):
         at = stats.xs(scale, level="scale")
@@ -118,7 +120,7 @@ def tables(tracking_uri: str, runs: pd.DataFrame, fmt: str, with_p: bool = True)
         if len(t1_rows) > 1 and set(t1_rows) - {"llvfsr"}:
             paper = {k: v[scale] for k, v in TABLE1.items() if scale in v}
             title = f"Table 1, x{scale}: methods (ours: mean ± std over seeds; paper: MM-CelebA-HQ)"
-            out.append(render(build_table(at, t1_rows, list(METRICS), paper, fmt, pvals(t1_rows)), fmt, title))
+            out.append(render(build_table(at, t1_rows, [*METRICS, *extra], paper, fmt, pvals(t1_rows)), fmt, title))
         t2_rows = [r for r in TABLE2_ORDER if r in present]
         if len(t2_rows) > 1:
             paper = TABLE2 if scale == 8 else None

@@ -70,6 +70,9 @@ class TrainConfig:
     niqe: bool = True  # compute NIQE at test time
     lpips_trunk: str | None = None  # local AlexNet trunk weights for LPIPS
     allow_random_lpips: bool = False  # plumbing only: LPIPS with a random trunk (values meaningless)
+    identity: bool = False  # identity distance at test time (paper Fig. 7): DeepFace ArcFace cosine distance SR vs HR
+    identity_weights: str | None = None  # local DeepFace ArcFace weights (arcface_weights.pth)
+    allow_random_identity: bool = False  # plumbing only: identity distance with random weights (values meaningless)
     n_samples: int = 4  # SR/LR/HR sample images written at the end
 
     DEFAULT_LR = 2e-4  # paper Sec. 4.2

@@ -87,6 +87,11 @@ def evaluate_split(
         lpips_trunk_weights=tcfg.lpips_trunk,
         allow_random_lpips_trunk=tcfg.allow_random_lpips,
     )
+    identity = None
+    if tcfg.identity:
+        from llvfsr.identity import IdentityDistance
+
+        identity = IdentityDistance(weights_path=tcfg.identity_weights, allow_random=tcfg.allow_random_identity)
     regions = synthetic_regions(config, len(data))
     rows: dict[str, list] = {"id": list(data.ids)}
     batch_size = max(1, min(tcfg.batch_size, 32))
@@ -97,6 +102,8 @@ def evaluate_split(
         sr = model(lr, priors).float().clamp(0, 1)
         for name, values in evaluator(sr, hr).items():
             rows.setdefault(name, []).extend(np.asarray(values, dtype=np.float64).tolist())
+        if identity is not None:
+            rows.setdefault("identity", []).extend(np.asarray(identity(sr, hr), dtype=np.float64).tolist())
         if regions is not None:
             span = slice(start, start + len(index))
             for name, masks in zip(("psnr_eyes", "psnr_face"), regions, strict=False):

@@ -27,7 +27,7 @@ def data(tmp_path_factory) -> DataConfig:
         text_pretrained=None,
         allow_random_text_encoder=True,
     )
-    ensure_priors(config, {"mask", "depth", "caption", "description"}, progress=False)
+    ensure_priors(config, {"mask", "depth", "caption", "description", "landmarks"}, progress=False)
     return config
 
 
@@ -130,3 +130,22 @@ def test_cli_runs_one_experiment_and_rejects_bad_flags(data, tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         main(["--scale", "3"])
     assert error.value.code == 2
+
+
+def test_identity_distance_and_landmark_error_columns(data, tmp_path):
+    """Fig. 7's identity distance (random DeepFace weights: plumbing, not values) and a landmark head's error."""
+    config = experiment(data, tmp_path / "id", model="llvfsr-model1", epochs=1)
+    config = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, identity=True, allow_random_identity=True)
+    )
+    summary = train(config)
+    frame = pd.read_csv(tmp_path / "id" / "per_image.csv")
+    assert frame.identity.between(0, 2).all() and summary["test_identity"] == pytest.approx(frame.identity.mean())
+
+    tiny_fsrnet = (("num_blocks", 1), ("prior_width", 16), ("width", 8))
+    config = dataclasses.replace(
+        experiment(data, tmp_path / "fsrnet", epochs=1), model=ModelConfig("fsrnet", tiny_fsrnet)
+    )
+    summary = train(config)
+    frame = pd.read_csv(tmp_path / "fsrnet" / "per_image.csv")
+    assert (frame.landmark_error > 0).all() and (frame.landmark_error < 32 * 1.5).all()
