@@ -66,6 +66,7 @@ def start_parent_run(tracking_uri: str, experiment_id: str, sweep_name: str, gri
     if resume:
         found = mlflow_client.search_runs([experiment_id], f"tags.sweep = '{sweep_name}' and tags.role = 'sweep'")
         if found:
+            mlflow_client.update_run(found[0].info.run_id, status="RUNNING")
             return found[0].info.run_id
     tags = {
         "role": "sweep",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from llvfsr.config import ExperimentConfig
 from llvfsr.data.loading import ensure_priors
-from llvfsr.tracking import default_tracking_uri, ensure_experiment, start_parent_run
+from llvfsr.tracking import client, default_tracking_uri, ensure_experiment, start_parent_run
 from sweeps.grids import Grid, variant_priors
 from sweeps.presets import PRESETS
 from sweeps.trial import SweepContext, trial_fn
@@ -117,6 +117,7 @@ def launch(args: argparse.Namespace, grid: Grid, base: ExperimentConfig, preset_
         )
     results = tuner.fit()
     failed = [r for r in results if r.error is not None]
+    client(tracking_uri).set_terminated(parent, "FAILED" if failed else "FINISHED")
     print(
         f"\nsweep {sweep}: {len(results) - len(failed)} trial(s) finished, {len(failed)} failed; "
         f"MLflow: {tracking_uri} experiment {args.experiment!r}"
