@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--source expects KIND=NAME (mask, depth, caption, description), got {item!r}")
         sources[f"{kind}_source"] = name
     try:
-        lr = np.asarray(Image.open(args.input).convert("RGB"))
+        lr = np.array(Image.open(args.input).convert("RGB"))
         sr = super_resolve(args.checkpoint, lr, sources, args.synthetic_index)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

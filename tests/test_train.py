@@ -149,3 +149,33 @@ def test_identity_distance_and_landmark_error_columns(data, tmp_path):
     summary = train(config)
     frame = pd.read_csv(tmp_path / "fsrnet" / "per_image.csv")
     assert (frame.landmark_error > 0).all() and (frame.landmark_error < 32 * 1.5).all()
+
+
+def test_sr_cli_super_resolves_with_priors_extracted_on_the_fly(data, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from llvfsr.data.loading import load_split
+    from llvfsr.sr import main as sr_main
+    from llvfsr.train import make_lr
+
+    config = experiment(data, tmp_path / "run", epochs=1)
+    train(config)
+    test = load_split(data, "test", {"mask", "depth", "caption", "description"}, torch.device("cpu"))
+    hr, priors = test.batch(torch.tensor([2]))
+    lr = make_lr(hr, data.scale)
+    Image.fromarray((lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / "lr.png")
+    args = ["--checkpoint", str(tmp_path / "run" / "checkpoint.pt"), "--input", str(tmp_path / "lr.png"),
+            "--output", str(tmp_path / "sr.png")]  # fmt: skip
+    assert sr_main([*args, "--synthetic-index", "2"]) == 0
+    sr = np.asarray(Image.open(tmp_path / "sr.png")).astype(np.float64)
+    model = build_model(config)
+    load_checkpoint(tmp_path / "run" / "checkpoint.pt", None, model)
+    with torch.no_grad():
+        expected = model.eval()(lr, priors).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255
+    assert sr.shape == (32, 32, 3) and np.abs(sr - expected).max() <= 1.0  # same priors as the store, same SR
+    assert sr_main(args) == 2  # synthetic priors need --synthetic-index or real sources
+    assert "synthetic priors" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:
+        sr_main([*args[:2], "--input", str(tmp_path / "missing.png"), "--output", "x.png"])
+    assert error.value.code == 2
