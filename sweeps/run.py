@@ -95,13 +95,18 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
     return ExperimentConfig(data=data, train=train), preset_name
 
 
-def gpus_per_trial(value) -> float:
-    """'auto': a whole GPU when there is one (see llvfsr.bench for packing several trials per GPU), else none."""
+def gpus_per_trial(value, grid: Grid, scale: int) -> float:
+    """'auto': none without a GPU; else the benchmark's packing fraction (`llvfsr.bench_project.auto_gpu_fraction`,
+    1.0 when no GPU benchmark exists), the largest over the grid's models so that every trial fits."""
     if value != "auto":
         return float(value)
     import torch
 
-    return 1.0 if torch.cuda.is_available() else 0.0
+    if not torch.cuda.is_available():
+        return 0.0
+    from llvfsr.bench_project import auto_gpu_fraction
+
+    return max(auto_gpu_fraction(v.model, s) for v in grid.variants for s in (grid.scales or (scale,)))
 
 
 def trial_rows(grid: Grid, args: argparse.Namespace) -> list[dict]:
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         grid = dataclasses.replace(grid, variants=tuple(v for v in grid.variants if v.name in names))
     base, preset_name = base_config(args, grid)
-    gpus = gpus_per_trial(args.gpus_per_trial)
+    gpus = gpus_per_trial(args.gpus_per_trial, grid, args.scale)
     rows = trial_rows(grid, args)
     print(f"grid {grid.name}: {grid.summary}")
     print(
@@ -143,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     for row in rows:
         print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
-    print(f"{len(rows)} trial(s)" if not grid.search else f"up to {args.trials} Optuna trials")
+    if grid.search:
+        print(f"up to {args.trials} Optuna trials")
+    else:
+        from llvfsr.models import get_entry
+
+        evaluated = sum(not get_entry(row["model"]).trained for row in rows)
+        print(f"{len(rows)} trial(s): {len(rows) - evaluated} trained, {evaluated} evaluated only (not trained)")
     if args.dry_run:
         return 0
     from sweeps.launch import launch

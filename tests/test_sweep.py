@@ -254,4 +254,7 @@ def test_bad_command_lines_exit_2(capsys):
 def test_dry_run_lists_trials(capsys):
     assert sweep_main(["--grid", "ablation", "--seeds", "2", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "14 trial(s)" in out and "variant=llvfsr-wo-depth" in out
+    assert "14 trial(s): 14 trained" in out and "variant=llvfsr-wo-depth" in out
+    assert sweep_main(["--grid", "table1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "18 trial(s): 16 trained, 2 evaluated only" in out and "variant=wfen  model=wfen  scale=16" in out
