@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The one torch/torchvision pair that imports together on the project's machines (see README, "Install").
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-all lint install clean
+.PHONY: demo test test-all lint bench install clean
 
 $(BIN)/.installed: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: install
 
 test-all: install
 	HF_HUB_OFFLINE=1 RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q -m ''
+
+bench: install
+	$(BIN)/python -m llvfsr.bench --csv bench.csv
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,20 +1,141 @@
-"""Project benchmark images/s into the device-hours of a sweep grid at the paper's schedule, before running it.
+"""Benchmark results and what is planned from them: rows, CSV, table, a grid's device-hours, GPU packing.
 
-Paper Sec. 4.1-4.2: 30 epochs over the 24,000 training faces of CelebA-HQ, then the 6,000 test faces. One trial's
-hours = 30 x 24,000 / (train images/s) + 6,000 / (inference images/s); a grid's bill is the sum over its variants,
-scales and seeds. Periodic validation, metric computation (LPIPS, NIQE, identity) and prior extraction are not
-included, so the projection is a lower bound on wall time and an estimate of the GPU-hours the models need.
+Projection (`python -m llvfsr.bench --project table1,ablation`), paper Sec. 4.1-4.2: 30 epochs over the 24,000
+training faces of CelebA-HQ, then the 6,000 test faces. One trial's hours = 30 x 24,000 / (train images/s) +
+6,000 / (inference images/s); a grid's bill is the sum over its variants, scales and seeds. Periodic validation,
+metric computation (LPIPS, NIQE, identity) and prior extraction are not included, so the projection is a lower
+bound on wall time and an estimate of the device-hours the models themselves need.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
 
-from llvfsr.bench import BenchRow
+import torch
+
 from llvfsr.config import PAPER_EPOCHS
 
+DEFAULT_GPU_CSV = Path(__file__).resolve().parent.parent / "docs" / "bench_gpu.csv"
 PAPER_TRAIN_IMAGES = 24_000  # CelebA-HQ train split (paper Sec. 4.1)
 PAPER_TEST_IMAGES = 6_000
+PROJECT_PATHS = ("best", "fp32", "fast")
+
+
+@dataclass
+class BenchRow:
+    """One (model, scale, path) measurement; a row with `error` set failed and holds only what was known."""
+
+    model: str
+    scale: int
+    path: str  # "fp32", "fast", or "count" (--count-only: no timing)
+    device: str  # the device's name, e.g. "NVIDIA H100 80GB HBM3" or "cpu (2 threads)"
+    hr_size: int
+    batch: int
+    params: int | None = None  # trainable + frozen parameters
+    gflops_forward: float | None = None  # per image, inference forward
+    gflops_train: float | None = None  # per image, forward + backward of one train step
+    train_images_s: float | None = None
+    infer_images_s: float | None = None
+    train_peak_mib: float | None = None  # see `MemoryMeter`
+    infer_peak_mib: float | None = None
+    train_tflops: float | None = None  # achieved: gflops_train x images/s
+    infer_tflops: float | None = None
+    train_mfu: float | None = None  # achieved / the device's dense bf16 peak (n/a for unknown devices and the CPU)
+    infer_mfu: float | None = None
+    device_memory_mib: float | None = None  # total memory of the device (GPU only)
+    error: str = ""
+
+    @staticmethod
+    def from_csv(record: dict[str, str]) -> BenchRow:
+        values = {}
+        for f in fields(BenchRow):
+            raw = record.get(f.name, "")
+            if f.type in ("str",):
+                values[f.name] = raw
+            elif raw == "":
+                values[f.name] = None
+            else:
+                values[f.name] = int(raw) if f.type.startswith("int") else float(raw)
+        return BenchRow(**values)
+
+
+CSV_FIELDS = [f.name for f in fields(BenchRow)]
+
+
+def write_csv(rows: list[BenchRow], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, CSV_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in dataclasses.asdict(row).items()})
+
+
+def read_csv(path: str | Path) -> list[BenchRow]:
+    with Path(path).open(newline="") as handle:
+        return [BenchRow.from_csv(record) for record in csv.DictReader(handle)]
+
+
+def fmt(value: float | None, spec: str) -> str:
+    """`value` formatted with `spec`, or "n/a"."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def _cell(row: BenchRow | None, attr: str, spec: str) -> str:
+    return "-" if row is None or row.error else fmt(getattr(row, attr), spec)
+
+
+def format_counts(rows: list[BenchRow]) -> str:
+    """Parameters and per-image GFLOPs, one line per model and scale (`python -m llvfsr.bench --count-only`)."""
+    size = rows[0].hr_size if rows else 256
+    lines = [
+        f"{'model':22s} {'x':>3s} {'params M':>9s} {'GFLOPs fwd':>10s} {'GFLOPs train':>12s}  (HR {size}, per image)"
+    ]
+    for row in rows:
+        if row.error:
+            lines.append(f"{row.model:22s} {row.scale:3d} error: {row.error}")
+            continue
+        params = fmt(row.params / 1e6 if row.params is not None else None, ".3f")
+        lines.append(f"{row.model:22s} {row.scale:3d} {params:>9s} {fmt(row.gflops_forward, '.2f'):>10s} "
+                     f"{fmt(row.gflops_train, '.2f'):>12s}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def format_table(rows: list[BenchRow]) -> str:
+    """One line per model and scale with the fp32 and fast paths side by side ("fp32|fast"), then the errors."""
+    by_key: dict[tuple[str, int], dict[str, BenchRow]] = {}
+    for row in rows:
+        by_key.setdefault((row.model, row.scale), {})[row.path] = row
+    header = (f"{'model':22s} {'x':>3s} {'params M':>8s} {'GF fwd':>8s} {'GF train':>8s} "
+              f"{'train img/s fp32|fast':>22s} {'speedup':>7s} {'infer img/s fp32|fast':>22s} "
+              f"{'train peak MiB fp32|fast':>25s} "
+              f"{'TFLOP/s fast':>12s} {'MFU fast':>8s}")  # fmt: skip
+    lines, errors = [header, "-" * len(header)], []
+    for (model, scale), paths in by_key.items():
+        plain, fast = paths.get("fp32"), paths.get("fast")
+        errors += [f"  {model} x{scale} {r.path}: {r.error}" for r in (plain, fast) if r is not None and r.error]
+        ok = next((r for r in (plain, fast) if r is not None and not r.error), None)
+        params = ok.params / 1e6 if ok is not None and ok.params is not None else None
+        speedup = None
+        if ok is plain and fast is not None and not fast.error and plain.train_images_s and fast.train_images_s:
+            speedup = fast.train_images_s / plain.train_images_s
+        lines.append(
+            f"{model:22s} {scale:3d} {fmt(params, '.3f'):>8s} {_cell(ok, 'gflops_forward', '.2f'):>8s} "
+            f"{_cell(ok, 'gflops_train', '.2f'):>8s} "
+            f"{_cell(plain, 'train_images_s', '.2f') + '|' + _cell(fast, 'train_images_s', '.2f'):>22s} "
+            f"{fmt(speedup, '.2f'):>7s} "
+            f"{_cell(plain, 'infer_images_s', '.2f') + '|' + _cell(fast, 'infer_images_s', '.2f'):>22s} "
+            f"{_cell(plain, 'train_peak_mib', '.0f') + '|' + _cell(fast, 'train_peak_mib', '.0f'):>25s} "
+            f"{_cell(fast, 'train_tflops', '.3f'):>12s} {_cell(fast, 'train_mfu', '.3f'):>8s}"
+        )  # fmt: skip
+    if errors:
+        lines += ["", "errors:", *errors]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -25,7 +146,7 @@ class TrialProjection:
     model: str
     scale: int
     trials: int  # seeds
-    path: str  # the benchmark path the images/s come from ("fast" when measured, else "fp32")
+    path: str  # the benchmark path the images/s come from ("fp32" or "fast")
     train_images_s: float | None
     infer_images_s: float | None
     hours_per_trial: float | None  # None: the model has no successful measurement
@@ -54,26 +175,34 @@ def grid_models(grids: list[str]) -> list[str]:
     return names
 
 
-def _best_rows(rows: list[BenchRow]) -> dict[tuple[str, int], BenchRow]:
-    """The fast-path row of each (model, scale) when it succeeded, else the fp32 row."""
-    best: dict[tuple[str, int], BenchRow] = {}
+def _pick_rows(rows: list[BenchRow], path: str) -> dict[tuple[str, int], BenchRow]:
+    """Per (model, scale), the successful row of `path` ("fp32" or "fast"), or with "best" the faster of the two."""
+    if path not in PROJECT_PATHS:
+        raise ValueError(f"path must be one of {PROJECT_PATHS}, got {path!r}")
+    picked: dict[tuple[str, int], BenchRow] = {}
     for row in rows:
-        if row.error or row.infer_images_s is None:
+        if row.error or row.infer_images_s is None or (path != "best" and row.path != path):
             continue
         key = (row.model, row.scale)
-        if key not in best or (row.path == "fast" and best[key].path != "fast"):
-            best[key] = row
-    return best
+        old = picked.get(key)
+        if old is None or _speed(row) > _speed(old):
+            picked[key] = row
+    return picked
 
 
-def project_grid(grid_name: str, rows: list[BenchRow], seeds: int = 1,
-                 default_scales: list[int] | tuple[int, ...] = (8, 16)) -> list[TrialProjection]:  # fmt: skip
-    """One `TrialProjection` per variant and scale of the grid (its own scales, else `default_scales`)."""
+def _speed(row: BenchRow) -> float:
+    return row.train_images_s or row.infer_images_s or 0.0
+
+
+def project_grid(grid_name: str, rows: list[BenchRow], seeds: int = 1, default_scales: tuple[int, ...] = (8, 16),
+                 path: str = "best") -> list[TrialProjection]:  # fmt: skip
+    """One `TrialProjection` per variant and scale of the grid (its own scales, else `default_scales`), from the
+    rows of `path`: "fp32", "fast", or "best" (the faster of the two for each model; the row says which)."""
     from llvfsr.models import get_entry
     from sweeps.grids import GRIDS
 
     grid = GRIDS[grid_name]
-    best = _best_rows(rows)
+    best = _pick_rows(rows, path)
     out = []
     for variant in grid.variants:
         trained = get_entry(variant.model).trained
@@ -92,10 +221,6 @@ def project_grid(grid_name: str, rows: list[BenchRow], seeds: int = 1,
 
 def format_projection(grid_name: str, projections: list[TrialProjection], rows: list[BenchRow] | None = None) -> str:
     """A table of hours per trial and per variant, and the grid's total over the variants that were measured."""
-
-    def num(value: float | None, spec: str) -> str:
-        return "n/a" if value is None else format(value, spec)
-
     lines = [
         f"grid {grid_name}: {PAPER_EPOCHS} epochs x {PAPER_TRAIN_IMAGES:,} faces + test on {PAPER_TEST_IMAGES:,}",
         f"{'variant':24s} {'x':>3s} {'path':>5s} {'train img/s':>11s} {'infer img/s':>11s} {'h/trial':>9s} "
@@ -106,9 +231,9 @@ def format_projection(grid_name: str, projections: list[TrialProjection], rows: 
         hours = None if p.hours_per_trial is None else p.hours_per_trial * p.trials
         total += hours or 0.0
         missing += hours is None
-        lines.append(f"{p.variant:24s} {p.scale:3d} {p.path:>5s} {num(p.train_images_s, '.2f'):>11s} "
-                     f"{num(p.infer_images_s, '.2f'):>11s} {num(p.hours_per_trial, '.2f'):>9s} {p.trials:6d} "
-                     f"{num(hours, '.2f'):>10s}  {p.note}")  # fmt: skip
+        lines.append(f"{p.variant:24s} {p.scale:3d} {p.path:>5s} {fmt(p.train_images_s, '.2f'):>11s} "
+                     f"{fmt(p.infer_images_s, '.2f'):>11s} {fmt(p.hours_per_trial, '.2f'):>9s} {p.trials:6d} "
+                     f"{fmt(hours, '.2f'):>10s}  {p.note}")  # fmt: skip
     suffix = f" ({missing} rows without a measurement not included)" if missing else ""
     lines.append(f"total: {total:.2f} device-hours{suffix}")
     devices = sorted({(r.device, r.hr_size) for r in rows or []})
@@ -117,3 +242,37 @@ def format_projection(grid_name: str, projections: list[TrialProjection], rows: 
             lines.append(f"note: measured on {device} at HR {hr_size}, not a GPU at the paper's HR 256: these are not "
                          "the GPU-hours of the paper's runs")  # fmt: skip
     return "\n".join(lines)
+
+
+# Packing several trials on one GPU (sweeps/run.py --gpus-per-trial auto).
+PACK_MEMORY_FRACTION = 0.8  # of the device's memory that packed trials may fill together
+PACK_SATURATION_MFU = 0.4  # the MFU at which we take a GPU as busy: beyond it, packing only splits the throughput
+PACK_MAX_TRIALS = 8
+PACK_TRIAL_OVERHEAD_MIB = 1024  # per trial, beyond its measured tensors: CUDA context, cuDNN workspace, allocator slack
+
+
+def auto_gpu_fraction(model: str, scale: int, csv_path: str | Path | None = None) -> float:
+    """The GPU fraction for one trial of `model` at `scale`, from the benchmark's GPU table: 1/k for k trials per GPU.
+
+    k is the largest number of trials that fit together in 80% of the memory of the GPU this process sees (each
+    needs its measured train peak plus `PACK_TRIAL_OVERHEAD_MIB`) while their summed MFU stays under
+    `PACK_SATURATION_MFU`, so that each trial keeps about its solo throughput instead of splitting a busy GPU; at
+    most `PACK_MAX_TRIALS`. The fast-path row is used when present, else the fp32 row. Returns 1.0 (one trial per
+    GPU, the safe choice) without a GPU, without the CSV, without a successful CUDA row for the model and scale,
+    or without a known bf16 peak (no MFU).
+    """
+    if not torch.cuda.is_available():
+        return 1.0
+    path = Path(csv_path) if csv_path is not None else DEFAULT_GPU_CSV
+    if not path.exists():
+        return 1.0
+    rows = {r.path: r for r in read_csv(path) if r.model == model and r.scale == scale and not r.error
+            and r.device_memory_mib and r.train_peak_mib}  # fmt: skip
+    row = rows.get("fast") or rows.get("fp32")
+    if row is None or not row.train_mfu:
+        return 1.0
+    memory = torch.cuda.get_device_properties(0).total_memory / 2**20
+    fit = math.floor(PACK_MEMORY_FRACTION * memory / (row.train_peak_mib + PACK_TRIAL_OVERHEAD_MIB))
+    busy = math.floor(PACK_SATURATION_MFU / row.train_mfu)
+    trials = max(1, min(fit, busy, PACK_MAX_TRIALS))
+    return 1.0 / trials

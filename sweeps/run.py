@@ -33,6 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--grid", required=True, choices=sorted(GRIDS), help="; ".join(f"{g.name}: {g.summary}" for g in GRIDS.values())
     )
     p.add_argument("--scale", type=int, choices=(8, 16), default=8, help="up-scaling factor (table1 runs both)")
+    p.add_argument("--only-scale", type=int, choices=(8, 16), default=None, help="table1: run only this scale")
     p.add_argument(
         "--data",
         default=None,
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     grid = GRIDS[args.grid]
     if grid.search:
         grid = dataclasses.replace(grid, variants=(dataclasses.replace(grid.variants[0], model=args.model),))
+    if args.only_scale is not None:
+        grid = dataclasses.replace(grid, scales=(args.only_scale,))
+        args.scale = args.only_scale
     if args.only:
         names = set(args.only.split(","))
         unknown = names - {v.name for v in grid.variants}

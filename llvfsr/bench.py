@@ -1,0 +1,515 @@
+"""Benchmark every registered model: parameters, GFLOPs, images/s, peak memory and MFU, fp32 eager vs fast path.
+
+``python -m llvfsr.bench`` builds each model at the paper's sizes (HR 256, x8 and x16) on the GPU, or at a small
+size on the CPU when there is none, and measures one train step (forward, the train loop's pixel loss plus the
+model's auxiliary loss, backward, Adam step) and one inference forward on random inputs resident on the device.
+Both paths run in the same process, side by side:
+
+- ``fp32``: plain fp32 eager, NCHW, foreach Adam;
+- ``fast``: the train loop's switches (`TrainConfig.bf16`, `channels_last`, `compile`, `fused_adam`): bf16 autocast
+  and channels-last everywhere, `torch.compile` and the fused Adam kernel on CUDA only (on the CPU compiling each
+  model takes minutes and fused Adam is a CUDA kernel).
+
+GFLOPs are counted with `torch.utils.flop_counter.FlopCounterMode` on the first fp32 warm-up step (matmuls,
+convolutions and attention; element-wise work and the optimiser are not counted) and reported per image; its
+convolution-backward formula is replaced (see `flop_counter`).
+`python -m llvfsr.bench --project table1,ablation` turns the images/s into the device-hours of each sweep grid
+(`llvfsr.bench_project`); `auto_gpu_fraction` reads the GPU table to pack several trials per GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import importlib
+import inspect
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
+
+from llvfsr.bench_project import BenchRow, auto_gpu_fraction, fmt, format_counts, format_table, read_csv, write_csv
+from llvfsr.config import TrainConfig, resolve_train
+from llvfsr.models import build, get_entry, list_models
+from llvfsr.priors.types import NUM_LANDMARKS, NUM_MASK_CLASSES, Priors, TextEmbedding
+
+__all__ = ["BenchRow", "BenchSettings", "MemoryMeter", "auto_gpu_fraction", "bench_model", "bf16_peak_tflops",
+           "build_for_bench", "count_model", "flop_counter", "main", "random_inputs", "run_bench"]  # fmt: skip
+
+TEXT_DIM, TEXT_TOKENS, TEXT_VALID = 512, 77, 20  # CLIP ViT-B-32 text tower; ~20 real tokens in a caption
+
+# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, without 2:4 sparsity. The first substring
+# found in `torch.cuda.get_device_name()` wins, so the specific names come before the generic ones.
+BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.4),  # SXM
+    ("H200", 989.4),
+    ("GH200", 989.4),
+    ("A100", 312.0),
+    ("L40S", 362.1),
+    ("RTX 4090", 165.2),
+    ("L4", 121.0),
+)
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What one benchmark run measures; `for_device` fills the defaults of the device."""
+
+    device: str = "cpu"
+    hr_size: int = 64
+    batch: int = 2
+    steps: int = 2  # timed steps per measurement (CUDA: total time; CPU: the median step)
+    warmup: int = 1  # untimed steps before them (the first one also counts FLOPs on the fp32 path)
+    compile: bool = True  # fast path on CUDA: torch.compile
+
+    @staticmethod
+    def for_device(device: str = "auto", hr_size: int | None = None, batch: int | None = None, steps: int | None = None,
+                   warmup: int | None = None, compile: bool = True) -> BenchSettings:  # fmt: skip
+        """The paper's sizes on CUDA (HR 256, batch 16, 20 steps); a small size on the CPU (HR 64, batch 2, 2 steps)."""
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        gpu = torch.device(device).type == "cuda"
+        return BenchSettings(
+            device=device,
+            hr_size=hr_size or (256 if gpu else 64),
+            batch=batch or (TrainConfig.batch_size if gpu else 2),
+            steps=steps or (20 if gpu else 2),
+            warmup=warmup if warmup is not None else (3 if gpu else 1),
+            compile=compile,
+        )
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({torch.get_num_threads()} threads)"
+
+
+def bf16_peak_tflops(device: torch.device) -> float | None:
+    """The device's dense bf16 peak in TFLOP/s, or None when it is not in `BF16_PEAK_TFLOPS` (and on the CPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in BF16_PEAK_TFLOPS if key in name), None)
+
+
+def build_for_bench(name: str, scale: int, hr_size: int) -> nn.Module:
+    """Build a registered model as a trial would: LLV-FSR variants with CLIP's text width, baselines at `hr_size`."""
+    entry = get_entry(name)
+    module_name, func_name = entry.factory.split(":")
+    kwargs: dict[str, object] = {}
+    if module_name == "llvfsr.models.llvfsr":
+        kwargs["text_dim"] = TEXT_DIM
+    factory = getattr(importlib.import_module(module_name), func_name)
+    if "hr_size" in inspect.signature(factory).parameters:
+        kwargs["hr_size"] = hr_size
+    return build(name, scale=scale, **kwargs)
+
+
+def random_inputs(model: nn.Module, name: str, batch: int, hr_size: int, scale: int, device: torch.device,
+                  text_dim: int = TEXT_DIM) -> tuple[Tensor, Tensor, Priors]:  # fmt: skip
+    """LR float [B,3,h,w] and HR float [B,3,H,W] in [0,1], and random priors with the fields the model reads."""
+    from llvfsr.train import required_fields
+
+    generator = torch.Generator().manual_seed(0)
+    lr = torch.rand(batch, 3, hr_size // scale, hr_size // scale, generator=generator)
+    hr = torch.rand(batch, 3, hr_size, hr_size, generator=generator)
+    wanted = required_fields(model, name)
+
+    def text() -> TextEmbedding:
+        valid = (torch.arange(TEXT_TOKENS) < TEXT_VALID).expand(batch, TEXT_TOKENS).clone()
+        return TextEmbedding(torch.randn(batch, TEXT_TOKENS, text_dim, generator=generator),
+                             torch.randn(batch, text_dim, generator=generator), valid)  # fmt: skip
+
+    priors = Priors(
+        mask=torch.randint(0, NUM_MASK_CLASSES, (batch, hr_size, hr_size), generator=generator),
+        depth=torch.rand(batch, 1, hr_size, hr_size, generator=generator),
+        caption=text(),
+        description=text(),
+        landmarks=torch.rand(batch, NUM_LANDMARKS, 2, generator=generator) * hr_size,
+    ).only(wanted)
+    return lr.to(device), hr.to(device), priors.to(device)
+
+
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                         _output_padding, _groups, output_mask, out_shape=None, **_) -> int:  # fmt: skip
+    # Each of grad_input and grad_weight is one convolution as costly as the forward one. torch's own formula
+    # (2.14) counts grad_weight as if groups were 1, so a depthwise conv's backward came out `groups` times too high
+    # (65x the forward for 64 channels): LLV-FSR's train GFLOPs were 7x its forward instead of about 3x.
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed)
+    return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
+def flop_counter() -> FlopCounterMode:
+    """`FlopCounterMode` with a group-aware convolution-backward formula; the forward formulas are torch's own."""
+    return FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops})
+
+
+class MemoryMeter:
+    """Peak memory (MiB) a block of work adds to what the process held when the meter started.
+
+    CUDA: `torch.cuda.max_memory_allocated` above the allocation at the start (tensors only; the CUDA context and
+    the caching allocator's slack are not included). CPU: the process's resident-set high-water mark (VmHWM, reset
+    through /proc/self/clear_refs) above its resident set at the start, after returning freed heap to the OS
+    (malloc_trim), so model, gradients, optimiser state, inputs and activations count, as on the GPU. None where
+    /proc is unavailable.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.base = 0.0
+        self.peak: float | None = None
+
+    def __enter__(self) -> MemoryMeter:
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device) / 2**20
+        else:
+            _release_heap()
+            self.base = _proc_status_mib("VmRSS") or 0.0
+            _reset_rss_peak()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.peak = torch.cuda.max_memory_allocated(self.device) / 2**20 - self.base
+        else:
+            high = _proc_status_mib("VmHWM")
+            self.peak = None if high is None else high - self.base
+
+
+def _proc_status_mib(key: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _reset_rss_peak() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: reset VmHWM to the current RSS
+    except OSError:
+        pass
+
+
+def _release_heap() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextmanager
+def _counting(counter: FlopCounterMode | None) -> Iterator[None]:
+    with counter if counter is not None else nullcontext():
+        yield
+
+
+def _timed(device: torch.device, step: Callable[[], None], settings: BenchSettings,
+           counter: FlopCounterMode | None) -> float:  # fmt: skip
+    """Images per second of `step` after `settings.warmup` untimed calls (the first one counted by `counter`)."""
+    for i in range(settings.warmup):
+        with _counting(counter if i == 0 else None):
+            step()
+    _sync(device)
+    if device.type == "cuda":  # total time, no sync per step: the train loop keeps the GPU queue full too
+        start = time.perf_counter()
+        for _ in range(settings.steps):
+            step()
+        _sync(device)
+        return settings.steps * settings.batch / (time.perf_counter() - start)
+    # CPU: the median step, robust to the other processes that share the cores
+    times = []
+    for _ in range(settings.steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return settings.batch / statistics.median(times)
+
+
+def _prepare(name: str, scale: int, settings: BenchSettings, fast: bool, device: torch.device,
+             ) -> tuple[nn.Module, Callable, Tensor, Tensor, Priors]:  # fmt: skip
+    torch.manual_seed(0)
+    model = build_for_bench(name, scale, settings.hr_size).to(device)
+    lr, hr, priors = random_inputs(model, name, settings.batch, settings.hr_size, scale, device)
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+        lr, hr = lr.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
+    forward = model
+    if fast and settings.compile and device.type == "cuda":
+        # Every LLV-FSR variant shares one forward's code: without a reset, dynamo's recompile limit would silently
+        # send the later variants back to eager.
+        torch._dynamo.reset()
+        forward = torch.compile(model)
+    return model, forward, lr, hr, priors
+
+
+def measure_train(name: str, scale: int, settings: BenchSettings, fast: bool,
+                  counter: FlopCounterMode | None = None) -> tuple[float, float | None]:  # fmt: skip
+    """Train images/s and peak MiB of the train loop's step (`llvfsr.train.train`) on random inputs."""
+    from llvfsr.train import pixel_loss
+
+    device = torch.device(settings.device)
+    tcfg = resolve_train(TrainConfig(aux_weight=1.0), name)
+    with MemoryMeter(device) as meter:
+        model, forward, lr, hr, priors = _prepare(name, scale, settings, fast, device)
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps,
+                                     fused=fast and device.type == "cuda")  # fmt: skip
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast)
+
+        def step() -> None:
+            with autocast:
+                sr = forward(lr, priors)
+                loss = pixel_loss(tcfg.loss, sr.float(), hr)
+                if hasattr(model, "auxiliary_loss"):
+                    loss = loss + tcfg.aux_weight * model.auxiliary_loss(hr, priors)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        images_s = _timed(device, step, settings, counter)
+    return images_s, meter.peak
+
+
+def measure_infer(name: str, scale: int, settings: BenchSettings, fast: bool,
+                  counter: FlopCounterMode | None = None) -> tuple[float, float | None]:  # fmt: skip
+    """Inference images/s and peak MiB of one eval-mode forward under `torch.inference_mode`."""
+    device = torch.device(settings.device)
+    with MemoryMeter(device) as meter:
+        model, forward, lr, _, priors = _prepare(name, scale, settings, fast, device)
+        model.eval()
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast)
+
+        def step() -> None:
+            with torch.inference_mode(), autocast:
+                forward(lr, priors)
+
+        images_s = _timed(device, step, settings, counter)
+    return images_s, meter.peak
+
+
+def bench_model(name: str, scale: int, settings: BenchSettings, fast: bool,
+                flops: tuple[float | None, float | None] = (None, None)) -> BenchRow:  # fmt: skip
+    """Measure one model on one path. The fp32 path counts the FLOPs; the fast path reuses them via `flops`.
+
+    Any failure (a baseline that does not build, an out-of-memory, a compile error) is caught and returned as a
+    row whose `error` says what happened, so one model never stops the benchmark.
+    """
+    device = torch.device(settings.device)
+    row = BenchRow(name, scale, "fast" if fast else "fp32", device_label(device), settings.hr_size, settings.batch)
+    if device.type == "cuda":
+        row.device_memory_mib = torch.cuda.get_device_properties(device).total_memory / 2**20
+    try:
+        row.params = sum(p.numel() for p in build_for_bench(name, scale, settings.hr_size).parameters())
+        trained = get_entry(name).trained and row.params > 0
+        count = not fast
+        train_counter = flop_counter() if count and trained else None
+        infer_counter = flop_counter() if count else None
+        if trained:
+            row.train_images_s, row.train_peak_mib = measure_train(name, scale, settings, fast, train_counter)
+        row.infer_images_s, row.infer_peak_mib = measure_infer(name, scale, settings, fast, infer_counter)
+        if count:
+            row.gflops_forward = infer_counter.get_total_flops() / 1e9 / settings.batch
+            row.gflops_train = train_counter.get_total_flops() / 1e9 / settings.batch if train_counter else None
+        else:
+            row.gflops_forward, row.gflops_train = flops
+    except Exception as error:  # noqa: BLE001 - any model failure becomes an error row
+        row.error = f"{type(error).__name__}: {error}".replace("\n", " ")[:300]
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    _fill_rates(row, bf16_peak_tflops(device))
+    return row
+
+
+def _fill_rates(row: BenchRow, peak: float | None) -> None:
+    for kind in ("train", "infer"):
+        gflops = row.gflops_train if kind == "train" else row.gflops_forward
+        images_s = getattr(row, f"{kind}_images_s")
+        if gflops is None or images_s is None:
+            continue
+        tflops = gflops * images_s / 1000
+        setattr(row, f"{kind}_tflops", tflops)
+        setattr(row, f"{kind}_mfu", tflops / peak if peak else None)
+
+
+def count_model(name: str, scale: int, hr_size: int = 256, batch: int = 2) -> BenchRow:
+    """Parameters and per-image GFLOPs (forward, train step) without timing: fast at the paper's size on any machine.
+
+    Counts on the meta device (shapes only, no arithmetic); a model with an op that has no meta kernel (e.g.
+    SFMNet's FFT) is counted by a real pass on the CPU instead. Batch 2, as SISN's BatchNorm needs more than one.
+    """
+    from llvfsr.train import pixel_loss
+
+    row = BenchRow(name, scale, "count", "meta", hr_size, batch)
+    for device in (torch.device("meta"), torch.device("cpu")):
+        row.device = device.type
+        try:
+            with device:
+                model = build_for_bench(name, scale, hr_size)
+            lr, hr, priors = random_inputs(model, name, batch, hr_size, scale, device)
+            row.params = sum(p.numel() for p in model.parameters())
+            with torch.no_grad(), flop_counter() as forward:
+                model.eval()(lr, priors)
+            row.gflops_forward = forward.get_total_flops() / 1e9 / batch
+            if get_entry(name).trained and row.params:
+                with flop_counter() as train:
+                    loss = pixel_loss(resolve_train(TrainConfig(), name).loss, model.train()(lr, priors), hr)
+                    if hasattr(model, "auxiliary_loss"):
+                        loss = loss + model.auxiliary_loss(hr, priors)
+                    loss.backward()
+                row.gflops_train = train.get_total_flops() / 1e9 / batch
+            row.error = ""
+            return row
+        except Exception as error:  # noqa: BLE001 - try the CPU, then report
+            row.error = f"{type(error).__name__}: {error}".replace("\n", " ")[:300]
+    return row
+
+
+def run_bench(models: list[str], scales: list[int], settings: BenchSettings, fast: bool = True,
+              progress: Callable[[BenchRow], None] | None = None) -> list[BenchRow]:  # fmt: skip
+    """Every model x scale on the fp32 path and (unless `fast` is False) the fast path, in that order."""
+    rows = []
+    for name in models:
+        for scale in scales:
+            plain = bench_model(name, scale, settings, fast=False)
+            todo = [plain]
+            if fast:
+                todo.append(
+                    bench_model(name, scale, settings, fast=True, flops=(plain.gflops_forward, plain.gflops_train))
+                )
+            for row in todo:
+                rows.append(row)
+                if progress:
+                    progress(row)
+    return rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m llvfsr.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--models", default=None, help="comma-separated registry names (default: all, or the --project grids')"
+    )
+    p.add_argument("--scales", default="8,16", help="comma-separated up-scaling factors")
+    p.add_argument("--batch", type=int, default=None, help="images per step (default: 16 on CUDA, 2 on the CPU)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 on CUDA, 2 on the CPU)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 3 on CUDA, 1 on the CPU)")
+    p.add_argument("--hr-size", type=int, default=None, help="HR side (default: 256 on CUDA, 64 on the CPU)")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
+    p.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    p.add_argument("--no-fast", action="store_true", help="measure only the plain fp32 eager path")
+    p.add_argument("--no-compile", action="store_true", help="fast path without torch.compile")
+    p.add_argument("--count-only", action="store_true", help="parameters and GFLOPs only (HR 256 unless --hr-size)")
+    p.add_argument("--project", default=None, help="comma-separated sweep grids to project into device-hours")
+    p.add_argument("--seeds", type=int, default=1, help="--project: seeds (trials) per variant and scale")
+    p.add_argument("--project-path", choices=("best", "fp32", "fast"), default="best",
+                   help="--project: the measured path a trial will run (best: the faster one per model)")  # fmt: skip
+    p.add_argument("--from-csv", default=None, help="--project: read the measurements from this CSV, measure nothing")
+    args = p.parse_args(argv)
+    valid = list_models()
+    if args.models:
+        args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+        unknown = [m for m in args.models if m not in valid]
+        if unknown:
+            p.error(f"--models: unknown {', '.join(unknown)}; valid names: {', '.join(valid)}")
+    try:
+        args.scales = [int(s) for s in args.scales.split(",")]
+    except ValueError:
+        p.error(f"--scales must be comma-separated integers, got {args.scales!r}")
+    if any(s < 1 for s in args.scales) or args.seeds < 1:
+        p.error("--scales and --seeds must be positive")
+    if any(v is not None and v < 1 for v in (args.batch, args.steps, args.warmup, args.hr_size)):
+        p.error("--batch, --steps, --warmup and --hr-size must be >= 1 (the first warm-up step counts the FLOPs)")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: CUDA is not available here (use --device cpu or auto)")
+    if args.project:
+        from sweeps.grids import GRIDS
+
+        args.project = [g.strip() for g in args.project.split(",") if g.strip()]
+        unknown = [g for g in args.project if g not in GRIDS]
+        if unknown:
+            p.error(f"--project: unknown grid {', '.join(unknown)}; grids: {', '.join(GRIDS)}")
+    elif args.from_csv:
+        p.error("--from-csv goes with --project")
+    if args.count_only and args.project:
+        p.error("--count-only measures no images/s to project")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.from_csv:
+        rows = read_csv(args.from_csv)
+    elif args.count_only:
+        rows = [count_model(m, s, args.hr_size or 256) for m in args.models or list_models() for s in args.scales]
+        print(format_counts(rows))
+        if args.csv:
+            write_csv(rows, args.csv)
+    else:
+        settings = BenchSettings.for_device(args.device, args.hr_size, args.batch, args.steps, args.warmup,
+                                            compile=not args.no_compile)  # fmt: skip
+        models = args.models
+        if models is None:
+            models = list_models()
+            if args.project:
+                from llvfsr.bench_project import grid_models
+
+                models = grid_models(args.project)
+        device = torch.device(settings.device)
+        if device.type == "cuda":
+            print(f"device: {device_label(device)}; bf16 peak {fmt(bf16_peak_tflops(device), '.0f')} TFLOP/s")
+        else:
+            print(f"device: {device_label(device)}. No GPU: a small size on the CPU (not the paper's), MFU n/a.")
+        timing = "total time" if device.type == "cuda" else "median step"
+        print(f"HR {settings.hr_size}, batch {settings.batch}, {settings.warmup} warm-up + {settings.steps} timed "
+              f"steps ({timing}); fast path = bf16 autocast + channels-last"
+              + (" + fused Adam" + (" + torch.compile" if settings.compile else "") if device.type == "cuda" else "")
+              + "\n", flush=True)  # fmt: skip
+
+        def progress(row: BenchRow) -> None:
+            status = (
+                row.error
+                or f"train {fmt(row.train_images_s, '.2f')} img/s, infer {fmt(row.infer_images_s, '.2f')} img/s"
+            )
+            print(f"  {row.model} x{row.scale} {row.path}: {status}", file=sys.stderr, flush=True)
+
+        start = time.perf_counter()
+        rows = run_bench(models, args.scales, settings, fast=not args.no_fast, progress=progress)
+        print(format_table(rows))
+        print(f"\nmeasured in {time.perf_counter() - start:.0f} s")
+        if args.csv:
+            write_csv(rows, args.csv)
+            print(f"\nCSV: {args.csv}")
+    if args.project:
+        from llvfsr.bench_project import format_projection, project_grid
+
+        for grid in args.project:
+            print()
+            print(format_projection(grid, project_grid(grid, rows, args.seeds, args.scales, args.project_path), rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
