@@ -26,7 +26,7 @@ Deviations, and why:
   at x8 and lets the first PixelShuffle take the extra factor: PixelShuffle(scale / 4), 4x at x16, so features
   and heatmaps stay at HR / 4 and the parameter count is that of x8 (only the first conv widens).
 - 256 HR instead of 128: heatmaps are HR / 4 = 64 x 64 (the authors' HR / 4 ratio); the Gaussian sigma scales
-  with the image, sigma = hr_size / 128 heatmap pixels (1 at the authors' 128).
+  with the image, sigma = max(1, hr_size / 128) heatmap pixels (1 at the authors' 128).
 - The authors initialise the hourglass from a pretrained landmark model (``FB_HG_68_CelebA.pth``) and freeze it
   for the first 2000 iterations; no such checkpoint can be fetched here, so it trains from scratch. Weights use
   PyTorch's default initialisation.
@@ -235,7 +235,8 @@ class DIC(nn.Module):
         if scale % 4 or hr_size % scale:
             raise ValueError(f"DIC needs scale divisible by 4 and hr_size divisible by scale, got {scale}, {hr_size}")
         self.scale, self.hr_size, self.num_steps = scale, hr_size, num_steps
-        self.heatmap_sigma = hr_size / 128 if heatmap_sigma is None else heatmap_sigma
+        # At least one heatmap pixel: below that (HR < 128) the Gaussian target is a sub-pixel spike.
+        self.heatmap_sigma = max(1.0, hr_size / 128) if heatmap_sigma is None else heatmap_sigma
         self.align_weight, self.intermediate_pixel_loss = align_weight, intermediate_pixel_loss
         self.register_buffer("rgb_mean", torch.tensor(CELEBA_RGB_MEAN).view(1, 3, 1, 1), persistent=False)
         shuffle = scale // 4  # the feedback blocks do the last 4x

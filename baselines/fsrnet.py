@@ -25,7 +25,7 @@ Deviations, and why:
   ``Priors.mask`` (see `PARSING_GROUPS`: ears and eyeglasses count as skin; hat, earring, necklace, neck and
   cloth as background), as soft maps (one-hot, area-averaged to HR / 2). The paper's targets came from external
   landmark and parsing estimators.
-- Heatmap targets: Gaussians with sigma = hr_size / 128 heatmap pixels (the paper does not state sigma).
+- Heatmap targets: Gaussians with sigma = max(1, hr_size / 128) heatmap pixels (the paper does not state sigma).
 - 256 HR instead of 128: the same network, so priors are 128 x 128 (the paper's HR / 2). x16 (16 -> 256) uses the
   same network on the bicubic-upsampled input, the natural extension of a bicubic-input model.
 - No tanh / clamping of outputs; PyTorch's default initialisation.
@@ -186,7 +186,8 @@ class FSRNet(nn.Module):
         if hr_size % scale:
             raise ValueError(f"FSRNet: hr_size {hr_size} is not a multiple of scale {scale}")
         self.scale, self.hr_size, self.prior_weight = scale, hr_size, prior_weight
-        self.heatmap_sigma = hr_size / 128 if heatmap_sigma is None else heatmap_sigma
+        # At least one heatmap pixel: below that (HR < 128) the Gaussian target is a sub-pixel spike.
+        self.heatmap_sigma = max(1.0, hr_size / 128) if heatmap_sigma is None else heatmap_sigma
         prior_width = prior_width or 2 * width
         self.coarse = nn.Sequential(
             _conv_bn_relu(3, width), *[ResBlock(width) for _ in range(num_coarse_blocks)], nn.Conv2d(width, 3, 3, 1, 1)
