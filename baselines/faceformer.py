@@ -212,17 +212,6 @@ class FaceFormer(nn.Module):
         return self.tail(x) + self.mean
 
 
-def build(
-    scale: int = 8,
-    hr_size: int = 256,
-    width: int = 64,
-    num_blocks: int = 16,
-    num_res: int = 2,
-    dim: int = 128,
-    depth: int = 2,
-    heads: int = 4,
-    mlp_ratio: float = 2.0,
-    patch: int = 2,
-) -> FaceFormer:
-    """FaceFormer with the sizes stated in the module docstring unless overridden."""
-    return FaceFormer(scale, hr_size, width, num_blocks, num_res, dim, depth, heads, mlp_ratio, patch)
+def build(scale: int = 8, hr_size: int = 256, **overrides) -> FaceFormer:
+    """FaceFormer with the sizes stated in the module docstring unless overridden (see `FaceFormer`)."""
+    return FaceFormer(scale, hr_size, **overrides)

@@ -183,13 +183,6 @@ class SISN(nn.Module):
         return (self.tail(x) + self.mean) / PIXEL_RANGE
 
 
-def build(
-    scale: int = 8,
-    hr_size: int = 256,
-    width: int = 64,
-    num_groups: int = 10,
-    num_blocks: int = 10,
-    radix: int = 4,
-) -> SISN:
-    """SISN with the official sizes (10 groups x 10 blocks, 64 channels) unless overridden."""
-    return SISN(scale, hr_size, width=width, num_groups=num_groups, num_blocks=num_blocks, radix=radix)
+def build(scale: int = 8, hr_size: int = 256, **overrides) -> SISN:
+    """SISN with the official sizes (10 groups x 10 blocks, 64 channels) unless overridden (see `SISN`)."""
+    return SISN(scale, hr_size, **overrides)

@@ -269,7 +269,7 @@ def _prepare(name: str, scale: int, settings: BenchSettings, fast: bool, device:
 def measure_train(name: str, scale: int, settings: BenchSettings, fast: bool,
                   counter: FlopCounterMode | None = None) -> tuple[float, float | None]:  # fmt: skip
     """Train images/s and peak MiB of the train loop's step (`llvfsr.train.train`) on random inputs."""
-    from llvfsr.train import pixel_loss
+    from llvfsr.train import train_step
 
     device = torch.device(settings.device)
     tcfg = resolve_train(TrainConfig(aux_weight=1.0), name)
@@ -281,14 +281,7 @@ def measure_train(name: str, scale: int, settings: BenchSettings, fast: bool,
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=fast)
 
         def step() -> None:
-            with autocast:
-                sr = forward(lr, priors)
-                loss = pixel_loss(tcfg.loss, sr.float(), hr)
-                if hasattr(model, "auxiliary_loss"):
-                    loss = loss + tcfg.aux_weight * model.auxiliary_loss(hr, priors)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            train_step(model, forward, optimizer, autocast, tcfg, lr, hr, priors)
 
         images_s = _timed(device, step, settings, counter)
     return images_s, meter.peak

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 PAPER_EPOCHS = 30  # paper Sec. 4.2
-PRIOR_KINDS = ("mask", "depth", "caption", "description", "landmarks")
 
 
 @dataclass(frozen=True)

@@ -156,10 +156,3 @@ class TrialRun:
 
     def close(self, failed: bool = False) -> None:
         self.mlflow.end_run("FAILED" if failed else "FINISHED")
-
-
-def read_json_artifact(tracking_uri: str, run_id: str, name: str) -> dict:
-    import mlflow
-
-    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, tracking_uri=tracking_uri)
-    return json.loads(Path(path).read_text())

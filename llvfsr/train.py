@@ -79,6 +79,24 @@ def pixel_loss(kind: str, sr: Tensor, hr: Tensor) -> Tensor:
     raise ValueError(f"train.loss must be 'l1' or 'l2', got {kind!r}")
 
 
+def train_step(core: nn.Module, forward, optimizer: torch.optim.Optimizer, autocast, tcfg, lr: Tensor, hr: Tensor,
+               priors) -> Tensor:  # fmt: skip
+    """One optimiser step: pixel loss (+ the model's auxiliary loss); returns the detached loss (no host sync).
+
+    `forward` is the model as called (possibly compiled or DDP-wrapped), `core` the plain module that owns
+    `auxiliary_loss`; `tcfg` is a resolved `TrainConfig` (loss, aux_weight).
+    """
+    with autocast:
+        sr = forward(lr, priors)
+        loss = pixel_loss(tcfg.loss, sr.float(), hr)
+        if hasattr(core, "auxiliary_loss"):
+            loss = loss + tcfg.aux_weight * core.auxiliary_loss(hr, priors)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -169,15 +187,7 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
                     hr.contiguous(memory_format=torch.channels_last),
                     lr.contiguous(memory_format=torch.channels_last),
                 )
-            with autocast:
-                sr = forward(lr, priors)
-                loss = pixel_loss(tcfg.loss, sr.float(), hr)
-                if hasattr(core, "auxiliary_loss"):
-                    loss = loss + tcfg.aux_weight * core.auxiliary_loss(hr, priors)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running += loss.detach()  # no host sync inside the step
+            running += train_step(core, forward, optimizer, autocast, tcfg, lr, hr, priors)  # no host sync
         metrics = {
             "train_loss": running.item() / steps,
             "epoch_seconds": time.perf_counter() - t0,

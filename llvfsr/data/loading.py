@@ -96,7 +96,8 @@ def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), 
     for split in splits:
         dataset = open_split(data, split)
         store = PriorStore.open(data.priors_root, dataset, split, data.scale)
-        missing = {kind for kind in fields if not _complete(store, kind, names[kind])}
+        status = store.status()
+        missing = {kind for kind in fields if not _complete(status, kind, names[kind])}
         if not missing:
             continue  # e.g. extracted beforehand with `python -m llvfsr.priors extract --source-option ...`
         sources = {kind: make_source(kind, names[kind]) for kind in sorted(missing)}
@@ -104,9 +105,8 @@ def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), 
         store.extract(dataset, sources, encoder, progress=progress)
 
 
-def _complete(store, kind: str, source: str) -> bool:
-    """The store already holds `kind` from the source of that name (and, for texts, its embeddings)."""
-    status = store.status()
+def _complete(status: dict, kind: str, source: str) -> bool:
+    """`store.status()` says it holds `kind` from the source of that name (and, for texts, its embeddings)."""
     fields = [f"{kind}_text", f"{kind}_emb"] if kind in TEXT_FIELDS else [kind]
     return all(status.get(f, {}).get("complete") for f in fields) and status[fields[0]]["source"] == source
 
