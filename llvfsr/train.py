@@ -143,11 +143,8 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
     if tcfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     core = model
-    if world_size > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    forward = torch.compile(model) if tcfg.compile else model
 
-    start_epoch, history = 0, []
+    start_epoch, history, warm_up = 0, [], {}
     optimizer = None
     if entry.trained:
         optimizer = torch.optim.Adam(
@@ -163,6 +160,14 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
             state = load_checkpoint(restore, config, core, optimizer)
             start_epoch, history = state["epoch"], state["history"]
             log.info("resumed from %s at epoch %d", restore, start_epoch)
+        elif hasattr(core, "warm_up"):
+            # A model-specific stage before the first epoch (DIC pretrains its landmark hourglass). It runs before
+            # the DDP wrap, which then broadcasts rank 0's result; a resumed run has it in its checkpoint.
+            # Its figures travel with the first epoch's metrics (history, MLflow, Tune).
+            warm_up = core.warm_up(train_data, seed=tcfg.seed, progress=rank == 0)
+    if world_size > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(model) if tcfg.compile else model
 
     per_rank = max(1, tcfg.batch_size // world_size)
     steps = len(train_data) // (per_rank * world_size)
@@ -189,6 +194,7 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
                 )
             running += train_step(core, forward, optimizer, autocast, tcfg, lr, hr, priors)  # no host sync
         metrics = {
+            **warm_up,
             "train_loss": running.item() / steps,
             "epoch_seconds": time.perf_counter() - t0,
             "world_size": world_size,
@@ -204,6 +210,7 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
             path = save_checkpoint(out_dir / "checkpoint.pt", config, core, optimizer, epoch + 1, history)
             log.info("epoch %d/%d %s", epoch + 1, tcfg.epochs, json.dumps({k: round(v, 4) for k, v in metrics.items()}))
         hooks.on_epoch(epoch + 1, metrics, path)
+        warm_up = {}
 
     if rank != 0:  # every rank calls the hooks (Ray Train's report is collective); only rank 0 evaluates
         hooks.on_test({}, out_dir)

@@ -35,7 +35,15 @@ PRESETS: dict[str, Preset] = {
         {
             "llvfsr": (("num_blocks", 3), ("width", 24)),
             "fsrnet": (("num_blocks", 4), ("prior_width", 32), ("width", 16)),
-            "dic": (("hg_width", 32), ("num_fusion_blocks", 2), ("num_groups", 2), ("num_steps", 2), ("width", 16)),
+            "dic": (
+                ("hg_width", 32),
+                ("hourglass_freeze_steps", 50),
+                ("hourglass_pretrain_steps", 600),
+                ("num_fusion_blocks", 2),
+                ("num_groups", 2),
+                ("num_steps", 2),
+                ("width", 16),
+            ),
             "sisn": (("num_blocks", 2), ("num_groups", 3), ("width", 16)),
             "faceformer": (("dim", 32), ("num_blocks", 4), ("width", 16)),
             "sfmnet": (("width", 16),),
@@ -52,6 +60,8 @@ PRESETS: dict[str, Preset] = {
             "dic": (
                 ("hg_depth", 2),
                 ("hg_width", 16),
+                ("hourglass_freeze_steps", 2),
+                ("hourglass_pretrain_steps", 10),
                 ("num_fusion_blocks", 1),
                 ("num_groups", 1),
                 ("num_steps", 1),

@@ -39,6 +39,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="prepared CelebA-HQ / MM-CelebA-HQ root; none = synthetic faces, short CPU schedule",
     )
+    p.add_argument(
+        "--preset",
+        choices=("synthetic", "smoke"),
+        default=None,
+        help="synthetic faces only: synthetic (64 px, 8 epochs; the default but for the smoke grid) or smoke "
+        "(32 px, 2 epochs, tiny models: checks any grid end to end in seconds per trial)",
+    )
     p.add_argument("--seeds", type=int, default=1, help="training seeds per variant")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     p.add_argument(
@@ -69,6 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.gpus_per_trial = float(args.gpus_per_trial)
         except ValueError:
             p.error(f"--gpus-per-trial must be a number or 'auto', got {args.gpus_per_trial!r}")
+    if args.data is not None and args.preset is not None:
+        p.error(f"--preset {args.preset} sizes the synthetic faces; with --data the paper's schedule is used")
     if args.data is not None and not Path(args.data).is_dir():
         p.error(f"--data {args.data}: no such folder (expected a root prepared by `python -m llvfsr.data.prepare`)")
     sources = {}
@@ -82,7 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig, str]:
-    preset_name = "paper" if args.data else ("smoke" if grid.name == "smoke" else "synthetic")
+    preset_name = "paper" if args.data else args.preset or ("smoke" if grid.name == "smoke" else "synthetic")
     preset = PRESETS[preset_name]
     data = dataclasses.replace(preset.data, scale=args.scale, **args.sources)
     if args.data:

@@ -160,3 +160,59 @@ def test_merge_heatmaps_to_parts_normalises_peaks_and_groups_landmarks():
     assert parts[0, 3, 3, 3] == 1.0 and parts[0, 1].sum() == 0 and parts[0, 4].sum() == 0
     covered = sorted(i for s in PART_SLICES for i in range(68)[s])
     assert covered == list(range(68))
+
+
+def _synthetic_split(n: int, hr: int, split: str):
+    from llvfsr.data.datasets import SyntheticFaces
+    from llvfsr.data.loading import SplitData
+
+    faces = SyntheticFaces(split, n=n, hr_size=hr)
+    images = torch.from_numpy(np.stack([faces.load_hr(i) for i in range(n)])).permute(0, 3, 1, 2).contiguous()
+    landmarks = torch.stack([torch.as_tensor(faces.exact_priors(i).landmarks, dtype=torch.float32) for i in range(n)])
+    return SplitData([faces.item_id(i) for i in range(n)], images, Priors(landmarks=landmarks))
+
+
+def _hourglass_error(model, data) -> float:
+    hr, priors = data.batch(torch.arange(len(data)))
+    with torch.no_grad():
+        heatmaps, _ = model.landmark_net(hr - model.rgb_mean)
+    return (heatmap_peaks(heatmaps, (64, 64)) - priors.landmarks).norm(dim=-1).mean().item()
+
+
+def test_warm_up_teaches_the_hourglass_landmarks_and_starts_the_freeze():
+    torch.manual_seed(0)
+    tiny = {**TINY, "num_steps": 1, "hourglass_pretrain_steps": 150, "hourglass_freeze_steps": 7}
+    model = build("dic", scale=8, hr_size=64, **tiny)
+    train, test = _synthetic_split(64, 64, "train"), _synthetic_split(16, 64, "test")
+    before = _hourglass_error(model, test)
+    report = model.warm_up(train, seed=0, progress=False)
+    after = _hourglass_error(model, test)
+    # Held-out faces: from a random guess (about a third of the image away) to well under a quarter of it.
+    assert before > 15 and after < 0.6 * before and after < 12, (before, after)
+    assert report["hourglass_pretrain_error_px"] < 12 and report["hourglass_pretrain_loss"] > 0
+    assert int(model.hourglass_freeze_left) == 7
+    assert build("dic", scale=8, hr_size=64, **{**tiny, "hourglass_pretrain_steps": 0}).warm_up(train) == {}
+
+
+def test_freeze_zeroes_hourglass_gradients_for_the_set_number_of_training_steps():
+    torch.manual_seed(0)
+    model = build("dic", scale=8, hr_size=64, **TINY)
+    model.hourglass_freeze_left.fill_(2)
+    hr = torch.rand(2, 3, 64, 64)
+    priors = Priors(landmarks=_landmarks(2, 64))
+    hourglass = list(model.landmark_net.parameters())
+    sr_branch = [p for n, p in model.named_parameters() if not n.startswith("landmark_net.")]
+
+    def step_gradients():
+        model.zero_grad(set_to_none=True)
+        out = model(F.interpolate(hr, scale_factor=1 / 8, mode="bicubic", antialias=True))
+        (F.l1_loss(out, hr) + model.auxiliary_loss(hr, priors)).backward()
+        return sum(p.grad.abs().sum().item() for p in hourglass), sum(p.grad.abs().sum().item() for p in sr_branch)
+
+    with torch.no_grad():  # evaluation forwards do not use up the freeze
+        model.eval()(torch.rand(1, 3, 8, 8))
+    model.train()
+    frozen = [step_gradients() for _ in range(2)]
+    thawed = step_gradients()
+    assert all(hg == 0 and sr > 0 for hg, sr in frozen), frozen
+    assert thawed[0] > 0 and int(model.hourglass_freeze_left) == 0

@@ -258,3 +258,32 @@ def test_dry_run_lists_trials(capsys):
     assert sweep_main(["--grid", "table1", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "18 trial(s): 16 trained, 2 evaluated only" in out and "variant=wfen  model=wfen  scale=16" in out
+
+
+def test_smoke_sized_table1_ends_in_a_full_table1(tmp_path, capsys, monkeypatch):
+    """Every Table 1 model at both scales through the real sweep, then both scales of Table 1 from analysis."""
+    monkeypatch.chdir(tmp_path)  # the preset's prior store lives in ./priors_cache
+    try:
+        argv = ["--grid", "table1", "--preset", "smoke", "--max-concurrent", "2", *sweep_args(tmp_path)]
+        assert sweep_main(argv) == 0
+    finally:
+        import ray
+
+        ray.shutdown()
+    runs = trial_runs(tmp_path)
+    models = ["bicubic", "dic", "faceformer", "fsrnet", "llvfsr", "sfmnet", "sisn", "srcnn", "wfen"]
+    assert sorted((r.data.tags["model"], r.data.tags["scale"]) for r in runs) == sorted(
+        (m, s) for m in models for s in ("8", "16")
+    )
+    assert all(r.data.tags["status"] == "finished" and "test_psnr" in r.data.metrics for r in runs)
+    dic = [r for r in runs if r.data.tags["model"] == "dic"]
+    assert all(r.data.metrics["hourglass_pretrain_loss"] > 0 and r.data.metrics["test_landmark_error"] > 0 for r in dic)
+    capsys.readouterr()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert tables_main(["--tracking-uri", uri, "--experiment", EXPERIMENT, "--grid", "table1"]) == 0
+    out = capsys.readouterr().out
+    for scale in (8, 16):
+        section = out.split(f"Table 1, x{scale}")[1].split("Table 1, x")[0]
+        rows = {line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")}
+        assert set(models) <= rows, (scale, rows)
+    assert "28.8" in out and "26.07" in out  # the paper's DIC and bicubic x8 PSNR alongside

@@ -132,6 +132,49 @@ def test_cli_runs_one_experiment_and_rejects_bad_flags(data, tmp_path, capsys):
     assert error.value.code == 2
 
 
+class Recorder(TrainHooks):
+    def __init__(self):
+        self.metrics = {}
+
+    def on_epoch(self, epoch, metrics, checkpoint):
+        self.metrics[epoch] = metrics
+
+
+def test_dic_warm_up_runs_once_before_training_and_resume_keeps_the_freeze(data, tmp_path, monkeypatch):
+    from baselines.dic import DIC
+
+    calls = []
+    original = DIC.warm_up
+    monkeypatch.setattr(DIC, "warm_up", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    tiny_dic = (
+        ("hg_depth", 2),
+        ("hg_width", 16),
+        ("hourglass_freeze_steps", 6),
+        ("hourglass_pretrain_steps", 3),
+        ("num_fusion_blocks", 1),
+        ("num_groups", 1),
+        ("num_steps", 2),
+        ("width", 8),
+    )  # 4 steps an epoch
+
+    def config(name):
+        return dataclasses.replace(experiment(data, tmp_path / name, epochs=3), model=ModelConfig("dic", tiny_dic))
+
+    recorder = Recorder()
+    train(config("straight"), recorder)
+    assert len(calls) == 1
+    assert recorder.metrics[1]["hourglass_pretrain_loss"] > 0 and "hourglass_pretrain_loss" not in recorder.metrics[2]
+    assert int(final_weights(tmp_path / "straight")["hourglass_freeze_left"]) == 0
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config("resumed"), StopAfter(epoch=1))
+    assert int(final_weights(tmp_path / "resumed")["hourglass_freeze_left"]) == 2  # 6 - 4 steps of epoch 1
+    train(config("resumed"))
+    assert len(calls) == 2  # the resumed run restored the pretrained hourglass instead of pretraining again
+    straight, resumed = final_weights(tmp_path / "straight"), final_weights(tmp_path / "resumed")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
 def test_identity_distance_and_landmark_error_columns(data, tmp_path):
     """Fig. 7's identity distance (random DeepFace weights: plumbing, not values) and a landmark head's error."""
     config = experiment(data, tmp_path / "id", model="llvfsr-model1", epochs=1)
