@@ -9,7 +9,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from llvfsr import bench
-from llvfsr.bench import MemoryMeter, bf16_peak_tflops, build_for_bench, flop_counter, random_inputs
+from llvfsr.bench import build_for_bench, random_inputs
+from llvfsr.bench_measure import MemoryMeter, bf16_peak_tflops, flop_counter
 from llvfsr.bench_project import BenchRow, project_grid, read_csv, trial_hours, write_csv
 from llvfsr.models import list_models
 from llvfsr.models.registry import _REGISTRY, ModelEntry

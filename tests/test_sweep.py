@@ -242,6 +242,8 @@ def test_bad_command_lines_exit_2(capsys):
         ["--grid", "hpo", "--model", "nope"],
         ["--grid", "smoke", "--gpus-per-trial", "lots"],
         ["--grid", "smoke", "--data", "/no/such/dir"],
+        ["--grid", "table1", "--preset", "paper"],
+        ["--grid", "table1", "--preset", "smoke", "--data", "."],
     ):
         with pytest.raises(SystemExit) as error:
             sweep_main(argv)
