@@ -114,6 +114,11 @@ def evaluate_split(
             rows.setdefault("landmark_error", []).extend(
                 landmark_error(heatmaps, priors.landmarks, hr.shape[-1]).tolist()
             )
+            # Chance reference: the error of a head that always points at the image centre.
+            centre = (hr.shape[-1] - 1) / 2
+            rows.setdefault("landmark_error_centre", []).extend(
+                (priors.landmarks.float() - centre).norm(dim=-1).mean(-1).cpu().double().tolist()
+            )
         if start == 0 and tcfg.n_samples > 0:
             n = min(tcfg.n_samples, len(index))
             save_samples(lr[:n], sr[:n], hr[:n], out_dir / "samples.png")

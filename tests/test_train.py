@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -192,6 +193,12 @@ def test_identity_distance_and_landmark_error_columns(data, tmp_path):
     summary = train(config)
     frame = pd.read_csv(tmp_path / "fsrnet" / "per_image.csv")
     assert (frame.landmark_error > 0).all() and (frame.landmark_error < 32 * 1.5).all()
+    # The centre guess's error, from the generator's landmarks directly.
+    from llvfsr.data.datasets import SyntheticFaces
+
+    faces = SyntheticFaces("test", n=6, hr_size=32)
+    centre = [np.linalg.norm(faces.exact_priors(i).landmarks - 15.5, axis=-1).mean() for i in range(6)]
+    np.testing.assert_allclose(frame.landmark_error_centre, centre, rtol=1e-5)
 
 
 def test_sr_cli_super_resolves_with_priors_extracted_on_the_fly(data, tmp_path, capsys):
