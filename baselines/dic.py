@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from baselines._heatmaps import heatmap_peaks, render_heatmaps, require_target
+from llvfsr.heatmaps import landmark_error, render_heatmaps, require_target
 from llvfsr.priors.types import NUM_LANDMARKS, Priors
 
 CELEBA_RGB_MEAN = (0.509, 0.424, 0.378)  # the authors' data-loader normalisation
@@ -304,7 +304,7 @@ class DIC(nn.Module):
             loss.backward()
             optimizer.step()
             losses.append(loss.detach() / self.num_steps)
-        error = (heatmap_peaks(heatmaps.detach(), tuple(hr.shape[-2:])) - landmarks).norm(dim=-1).mean()
+        error = landmark_error(heatmaps, landmarks, tuple(hr.shape[-2:])).mean()
         self.hourglass_freeze_left.fill_(self.hourglass_freeze_steps)
         tail = losses[-max(1, len(losses) // 10) :]
         return {"hourglass_pretrain_loss": torch.stack(tail).mean().item(), "hourglass_pretrain_error_px": error.item()}

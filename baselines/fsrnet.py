@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from baselines._heatmaps import render_heatmaps, require_target
 from llvfsr.data.degrade import upsample_bicubic
+from llvfsr.heatmaps import render_heatmaps, require_target
 from llvfsr.priors.types import MASK_CLASSES, NUM_LANDMARKS, NUM_MASK_CLASSES, Priors
 
 # The paper's 11 parsing maps (Helen's labels) and which CelebAMask-HQ classes each gathers.

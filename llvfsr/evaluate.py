@@ -20,6 +20,7 @@ from torchvision.utils import save_image
 
 from llvfsr.config import ExperimentConfig, TrainConfig
 from llvfsr.data.loading import SplitData, open_split
+from llvfsr.heatmaps import landmark_error
 from llvfsr.metrics import Evaluator
 
 log = logging.getLogger(__name__)
@@ -44,21 +45,6 @@ def synthetic_regions(config: ExperimentConfig, count: int) -> tuple[np.ndarray,
     dataset = open_split(config.data, "test")
     masks = [dataset.exact_priors(i).mask for i in range(count)]
     return np.stack([eye_region_mask(m) for m in masks]), np.stack([face_region_mask(m) for m in masks])
-
-
-def landmark_error(heatmaps: Tensor, landmarks: Tensor, hr_size: int) -> np.ndarray:
-    """Mean distance (HR pixels) between each heatmap's argmax and its true landmark, per face.
-
-    Args:
-        heatmaps: float [B, K, h, w] from a landmark head (FSRNet, DIC).
-        landmarks: float [B, K, 2] true (x, y) in HR pixels.
-        hr_size: HR side; heatmap cells map to HR pixel centres.
-    """
-    b, k, h, w = heatmaps.shape
-    flat = heatmaps.detach().float().flatten(2).argmax(-1)
-    peaks = torch.stack([flat % w, flat // w], dim=-1).float()
-    peaks = (peaks + 0.5) * torch.tensor([hr_size / w, hr_size / h], device=peaks.device) - 0.5
-    return (peaks - landmarks.float()).norm(dim=-1).mean(-1).cpu().numpy().astype(np.float64)
 
 
 def save_samples(lr: Tensor, sr: Tensor, hr: Tensor, path: Path) -> None:
@@ -112,7 +98,7 @@ def evaluate_split(
         heatmaps = getattr(model, "aux", {}).get("heatmaps")
         if heatmaps is not None and priors.landmarks is not None:
             rows.setdefault("landmark_error", []).extend(
-                landmark_error(heatmaps, priors.landmarks, hr.shape[-1]).tolist()
+                landmark_error(heatmaps, priors.landmarks, tuple(hr.shape[-2:])).cpu().double().tolist()
             )
             # Chance reference: the error of a head that always points at the image centre.
             centre = (hr.shape[-1] - 1) / 2

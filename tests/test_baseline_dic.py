@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines._heatmaps import heatmap_peaks, hr_to_heatmap_coords, render_heatmaps
 from baselines.dic import PART_SLICES, merge_heatmaps_to_parts
+from llvfsr.heatmaps import heatmap_peaks, hr_to_heatmap_coords, landmark_error, render_heatmaps
 from llvfsr.models import build
 from llvfsr.priors.types import Priors
 
@@ -176,7 +176,7 @@ def _hourglass_error(model, data) -> float:
     hr, priors = data.batch(torch.arange(len(data)))
     with torch.no_grad():
         heatmaps, _ = model.landmark_net(hr - model.rgb_mean)
-    return (heatmap_peaks(heatmaps, (64, 64)) - priors.landmarks).norm(dim=-1).mean().item()
+    return landmark_error(heatmaps, priors.landmarks, (64, 64)).mean().item()
 
 
 def test_warm_up_teaches_the_hourglass_landmarks_and_starts_the_freeze():

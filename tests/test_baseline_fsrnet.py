@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines._heatmaps import heatmap_peaks, render_heatmaps
 from baselines.fsrnet import PARSING_GROUPS, mask_to_parsing_ids, parsing_targets
+from llvfsr.heatmaps import heatmap_peaks, render_heatmaps
 from llvfsr.models import build
 from llvfsr.priors.types import MASK_CLASSES, Priors
 

@@ -1,4 +1,4 @@
-"""Landmark heatmaps for the prior-guided baselines (FSRNet, DIC): render targets, read peaks, score losses.
+"""Landmark heatmaps for the prior-guided baselines (FSRNet, DIC): render targets, read peaks, score errors.
 
 Coordinate convention: landmarks are (x, y) in HR pixel units with pixel centres at integer coordinates
 (``Priors.landmarks``). A heatmap of size (h, w) for an HR image of size (H, W) covers the same field of view,
@@ -63,6 +63,20 @@ def heatmap_peaks(heatmaps: Tensor, hr_size: tuple[int, int]) -> Tensor:
     index = heatmaps.reshape(b, k, h * w).argmax(dim=-1)
     points = torch.stack([index % w, index // w], dim=-1).float()
     return heatmap_to_hr_coords(points, hr_size, (h, w))
+
+
+def landmark_error(heatmaps: Tensor, landmarks: Tensor, hr_size: tuple[int, int]) -> Tensor:
+    """Mean distance (HR pixels) between each heatmap's argmax and its true landmark, per face.
+
+    Args:
+        heatmaps: float [B, K, h, w] from a landmark head.
+        landmarks: float [B, K, 2] true (x, y) in HR pixels.
+        hr_size: (H, W) of the HR image.
+
+    Returns:
+        float [B].
+    """
+    return (heatmap_peaks(heatmaps.detach().float(), hr_size) - landmarks.float()).norm(dim=-1).mean(-1)
 
 
 def require_target(priors: Priors | None, name: str, model: str) -> Tensor:
