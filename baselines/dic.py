@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from llvfsr.heatmaps import landmark_error, render_heatmaps, require_target
+from llvfsr.models.hourglass import Hourglass
 from llvfsr.priors.types import NUM_LANDMARKS, Priors
 
 CELEBA_RGB_MEAN = (0.509, 0.424, 0.378)  # the authors' data-loader normalisation
@@ -171,21 +172,6 @@ class HGResidual(nn.Module):
         return self.skip(x) + self.body(x)
 
 
-class Hourglass(nn.Module):
-    """Newell's hourglass of `depth` levels; bilinear (align_corners) up-sampling as in the authors' code."""
-
-    def __init__(self, depth: int, channels: int) -> None:
-        super().__init__()
-        self.skip = HGResidual(channels, channels)
-        self.down = HGResidual(channels, channels)
-        self.inner = Hourglass(depth - 1, channels) if depth > 1 else HGResidual(channels, channels)
-        self.up = HGResidual(channels, channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        low = self.up(self.inner(self.down(F.max_pool2d(x, 2))))
-        return self.skip(x) + F.interpolate(low, size=x.shape[-2:], mode="bilinear", align_corners=True)
-
-
 class FeedbackHourglass(nn.Module):
     """Recurrent landmark estimator: SR image -> 68 heatmaps at 1/4 size, plus a hidden state for the next step."""
 
@@ -201,7 +187,7 @@ class FeedbackHourglass(nn.Module):
             HGResidual(width // 2, width),
         )
         self.compress_in = nn.Conv2d(2 * width, 2 * width, 1)
-        self.hourglass = Hourglass(depth, 2 * width)
+        self.hourglass = Hourglass(depth, 2 * width, HGResidual, upsample="bilinear")  # as in the authors' code
         self.head = nn.Sequential(
             HGResidual(width, width),
             nn.Conv2d(width, width, 1),

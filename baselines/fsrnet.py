@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from llvfsr.data.degrade import upsample_bicubic
 from llvfsr.heatmaps import render_heatmaps, require_target
+from llvfsr.models.hourglass import Hourglass
 from llvfsr.priors.types import MASK_CLASSES, NUM_LANDMARKS, NUM_MASK_CLASSES, Priors
 
 # The paper's 11 parsing maps (Helen's labels) and which CelebAMask-HQ classes each gathers.
@@ -117,21 +118,6 @@ class Bottleneck(nn.Module):
         return self.skip(x) + self.body(x)
 
 
-class Hourglass(nn.Module):
-    """Newell et al.'s hourglass of `depth` levels."""
-
-    def __init__(self, depth: int, channels: int) -> None:
-        super().__init__()
-        self.skip = Bottleneck(channels, channels)
-        self.down = Bottleneck(channels, channels)
-        self.inner = Hourglass(depth - 1, channels) if depth > 1 else Bottleneck(channels, channels)
-        self.up = Bottleneck(channels, channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        low = self.up(self.inner(self.down(F.max_pool2d(x, 2))))
-        return self.skip(x) + F.interpolate(low, size=x.shape[-2:], mode="nearest")
-
-
 class PriorEstimator(nn.Module):
     """Coarse HR image -> (landmark heatmaps [B, 68, H/2, W/2], parsing maps [B, 11, H/2, W/2])."""
 
@@ -146,7 +132,7 @@ class PriorEstimator(nn.Module):
         self.stacks = nn.Sequential(
             *[
                 nn.Sequential(
-                    Hourglass(depth, prior_width),
+                    Hourglass(depth, prior_width, Bottleneck),
                     Bottleneck(prior_width, prior_width),
                     _conv_bn_relu(prior_width, prior_width, 1),
                 )
