@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llvfsr.data.degrade import upsample_bicubic
+from llvfsr.models.blocks import LayerNorm2d  # LayerNorm over channels, eps 1e-5, with bias
 
 
 def haar_forward(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -68,17 +69,6 @@ def haar_inverse(a: Tensor, h: Tensor, v: Tensor, d: Tensor) -> Tensor:
     top = torch.stack((p, q), dim=-1).flatten(-2)  # interleave columns
     bottom = torch.stack((r, s), dim=-1).flatten(-2)
     return torch.stack((top, bottom), dim=-2).flatten(-3, -2)  # interleave rows
-
-
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channels of an NCHW map (with bias, eps 1e-5)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(channels, eps=1e-5)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class GatedFeedForward(nn.Module):
@@ -175,8 +165,8 @@ class FullDomainTransformer(nn.Module):
             [WindowChannelAttention(channels, window, shift), GlobalChannelAttention(channels, heads)]
         )
         self.feed_forwards = nn.ModuleList(GatedFeedForward(channels, expansion) for _ in range(2))
-        self.attention_norms = nn.ModuleList(ChannelLayerNorm(channels) for _ in range(2))
-        self.feed_forward_norms = nn.ModuleList(ChannelLayerNorm(channels) for _ in range(2))
+        self.attention_norms = nn.ModuleList(LayerNorm2d(channels) for _ in range(2))
+        self.feed_forward_norms = nn.ModuleList(LayerNorm2d(channels) for _ in range(2))
 
     def forward(self, x: Tensor) -> Tensor:
         for attention, ffn, norm1, norm2 in zip(
