@@ -303,7 +303,17 @@ def test_cli_rejects_bad_values(capsys, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_cli_extracts_the_synthetic_dataset_end_to_end(tmp_path, capsys):
+@pytest.fixture
+def no_cached_weights(monkeypatch, tmp_path_factory):
+    """Empty Hugging Face and open_clip caches, so that "no CLIP weights" holds on a machine that has them cached."""
+    empty = tmp_path_factory.mktemp("empty-cache")
+    for var in ("HOME", "XDG_CACHE_HOME", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.setenv(var, str(empty))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HOME", str(empty))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(empty))  # read at import, so patched too
+
+
+def test_cli_extracts_the_synthetic_dataset_end_to_end(tmp_path, capsys, no_cached_weights):
     argv = ["extract", "--dataset", "synthetic", "--split", "test", "--n", "5", "--hr-size", "64", "--scale", "8",
             "--out", str(tmp_path), "--shard-size", "2", "--no-progress", "--device", "cpu"]  # fmt: skip
     assert main(argv) == 1  # no CLIP weights on the machine and no permission to use random ones

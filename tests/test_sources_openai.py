@@ -21,12 +21,17 @@ HR = 32
 
 
 class FakeServer:
-    """Answers POST /v1/chat/completions with scripted replies: ("ok", text) | ("status", code) | ("sleep", s) |
-    ("raw", bytes). The last script entry repeats. Every request body and header set is recorded."""
+    """Answers POST /v1/chat/completions with scripted replies: ("ok", text) | ("status", code) | ("hang", None) |
+    ("raw", bytes). The last script entry repeats. Every request body and header set is recorded.
+
+    "hang" holds the reply until the server closes, so a client timeout fires however slow the machine is (a
+    fixed sleep raced the client's timeout on a loaded machine).
+    """
 
     def __init__(self, script: list[tuple]):
         self.script = list(script)
         self.requests: list[dict] = []
+        self.closing = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,8 +42,8 @@ class FakeServer:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 server.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
                 action, arg = server.script.pop(0) if len(server.script) > 1 else server.script[0]
-                if action == "sleep":
-                    time.sleep(arg)
+                if action == "hang":
+                    server.closing.wait(timeout=60)  # bounded, so a broken client cannot hang the suite
                     action, arg = "ok", "late reply"
                 if action == "status":
                     self.send_response(arg)
@@ -68,6 +73,7 @@ class FakeServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -147,12 +153,13 @@ def test_retries_exhausted_raises_typed_error():
 
 
 def test_timeout_is_retried_and_then_reported():
-    with FakeServer([("sleep", 0.6), ("ok", "after timeout")]) as server:
-        assert source(server.url, timeout_s=0.2)(lr_faces(1), HR, items(1)) == ["after timeout"]
+    # A hung request always times out; the 1 s timeout only has to cover a prompt local reply to the retry.
+    with FakeServer([("hang", None), ("ok", "after timeout")]) as server:
+        assert source(server.url, timeout_s=1.0)(lr_faces(1), HR, items(1)) == ["after timeout"]
     assert len(server.requests) == 2
-    with FakeServer([("sleep", 0.5)]) as server:
+    with FakeServer([("hang", None)]) as server:
         with pytest.raises(DescriptionAPIError, match="(?i)timeout|timed out"):
-            source(server.url, timeout_s=0.1, max_retries=1)(lr_faces(1), HR, items(1))
+            source(server.url, timeout_s=0.2, max_retries=1)(lr_faces(1), HR, items(1))
     assert len(server.requests) == 2
 
 
