@@ -47,6 +47,16 @@ def synthetic_regions(config: ExperimentConfig, count: int) -> tuple[np.ndarray,
     return np.stack([eye_region_mask(m) for m in masks]), np.stack([face_region_mask(m) for m in masks])
 
 
+def synthetic_attribute_reader(config: ExperimentConfig, count: int):
+    """The text-only attribute reader of the first `count` synthetic test faces (`synthetic_attributes`), or None."""
+    if config.data.dataset != "synthetic":
+        return None
+    from llvfsr.data.synthetic_attributes import AttributeReader
+
+    dataset = open_split(config.data, "test")
+    return AttributeReader(dataset.family_seed, list(range(count)), dataset.hr_size)
+
+
 def save_samples(lr: Tensor, sr: Tensor, hr: Tensor, path: Path) -> None:
     """A grid with one row per face: LR (nearest-upsampled) | SR | HR."""
     lr_big = F.interpolate(lr, size=hr.shape[-2:], mode="nearest")
@@ -79,6 +89,7 @@ def evaluate_split(
 
         identity = IdentityDistance(weights_path=tcfg.identity_weights, allow_random=tcfg.allow_random_identity)
     regions = synthetic_regions(config, len(data))
+    attributes = synthetic_attribute_reader(config, len(data))
     rows: dict[str, list] = {"id": list(data.ids)}
     batch_size = max(1, min(tcfg.batch_size, 32))
     for start in range(0, len(data), batch_size):
@@ -95,6 +106,9 @@ def evaluate_split(
             for name, masks in zip(("psnr_eyes", "psnr_face"), regions, strict=False):
                 region = torch.from_numpy(masks[span]).to(device)
                 rows.setdefault(name, []).extend(region_psnr(sr, hr, region).tolist())
+        if attributes is not None:  # which iris colour, frames, earrings the SR face shows (text-only attributes)
+            for name, values in attributes(sr, list(range(start, start + len(index)))).items():
+                rows.setdefault(name, []).extend(values)
         heatmaps = getattr(model, "aux", {}).get("heatmaps")
         if heatmaps is not None and priors.landmarks is not None:
             rows.setdefault("landmark_error", []).extend(
@@ -110,7 +124,15 @@ def evaluate_split(
             save_samples(lr[:n], sr[:n], hr[:n], out_dir / "samples.png")
     frame = pd.DataFrame(rows)
     frame.to_csv(out_dir / "per_image.csv", index=False)
-    summary = {f"test_{name}": float(frame[name].mean()) for name in frame.columns if name != "id"}
+    summary = {
+        f"test_{name}": float(frame[name].mean())
+        for name in frame.columns
+        if name != "id" and not name.startswith("attr_")
+    }
+    if attributes is not None:
+        from llvfsr.data.synthetic_attributes import attribute_summary
+
+        summary.update({f"test_{name}": value for name, value in attribute_summary(frame).items()})
     for name, reason in evaluator.unavailable.items():
         log.warning("test %s not computed: %s", name, reason)
     (out_dir / "metric_tags.json").write_text(json.dumps(evaluator.tags, indent=2))  # conventions + skipped metrics

@@ -1,0 +1,196 @@
+"""Attribute readers: which text-only attribute (iris colour, glasses frames, earrings) does an image of a synthetic
+face show?
+
+The synthetic faces state attributes in their description that the LR face does not show. PSNR cannot see whether
+a model renders them (at 64 px an iris is 32 of 4,096 pixels), so these readers classify each attribute directly,
+from an image and the face's exact geometry. The geometry comes from the generator itself: the face is re-rendered
+with every option of the attribute (`render_face(..., overrides=...)` keeps everything else bit-identical), and
+the pixels where those renders differ are where the attribute lives.
+
+- **Glasses** (none / black / gold / silver frames) and **earrings** (none / gold / silver): nearest render over
+  those pixels (sum of squared RGB differences).
+- **Iris colour** (blue / green / brown / grey / amber): the iris is drawn as fibres balanced around one shared
+  mean colour, so its mean is the same for every colour and the fibre positions cannot be known from the LR face.
+  A nearest-render reader is therefore biased (a blurred iris is nearest to the colour whose fibres are nearest the
+  mean). Instead, each pixel of the renders is fitted exactly as ``R_c = A + g * delta_c`` (a colour-neutral
+  iris ``A``, a scalar fibre field ``g``, the colour's fibre-minus-gap vector ``delta_c``), and the reader asks
+  along which colour axis ``delta_c`` the image departs from the neutral iris ``A`` the most (second moment, so
+  fibres anywhere and a uniform tint both count). An HR face reads back its own colour; a blurred one departs
+  along no particular axis.
+
+Readers are calibrated by balanced accuracy (mean of per-class recalls: a reader that always answers one class
+scores exactly chance, 1 / classes) and confusion matrices, not plain accuracy. Images are float RGB [B,3,H,W]
+in [0, 1] at the HR size the references were rendered at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from llvfsr.data import synthetic_text as text
+from llvfsr.data.synthetic import render_face
+
+# attribute -> its options, in a fixed order (class ids of the confusion matrices)
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "eye_colour": tuple(text.EYE_COLOURS),
+    "glasses": ("none", *text.FRAME_COLOURS),
+    "earrings": ("none", *text.METALS),
+}
+# derived yes/no attributes: present = the option is not "none"
+PRESENCE = {"glasses_present": "glasses", "earrings_present": "earrings"}
+_DIFFERS = 1.5 / 255  # a pixel belongs to an attribute where its renders differ by more than this
+
+
+@dataclass
+class AttributeReference:
+    """What one attribute of one face looks like under each option, cropped to where the options differ.
+
+    Attributes:
+        box: (top, left, height, width) of the crop in the HR image.
+        weight: float32 [h, w], 1 where the renders differ (the attribute's pixels), else 0.
+        renders: float32 [K, 3, h, w] in [0, 1], the crop rendered with each option.
+        neutral: float32 [3, h, w], the colour-neutral iris fit (eye colour only), else None.
+    """
+
+    box: tuple[int, int, int, int]
+    weight: np.ndarray
+    renders: np.ndarray
+    neutral: np.ndarray | None = None
+
+
+def iris_axes() -> np.ndarray:
+    """Unit RGB axis of each eye colour (fibre colour minus the shared iris mean), float [K, 3], in option order."""
+    mean = np.asarray(text.IRIS_MEAN, np.float64)
+    axes = np.stack([np.asarray(text.EYE_COLOURS[c], np.float64) - mean for c in ATTRIBUTES["eye_colour"]])
+    return axes / np.linalg.norm(axes, axis=1, keepdims=True)
+
+
+def _neutral_iris(renders: np.ndarray) -> np.ndarray:
+    """Per-pixel least-squares fit of ``R_c = A + g * delta_c`` over the K renders; returns A, float [3, h, w]."""
+    # The fibre-minus-gap vector of each colour is parallel to fibre minus the shared mean; the scale goes into g.
+    mean = np.asarray(text.IRIS_MEAN, np.float64)
+    delta = np.stack([np.asarray(text.EYE_COLOURS[c], np.float64) - mean for c in ATTRIBUTES["eye_colour"]]) / 255
+    centred_r = renders - renders.mean(0, keepdims=True)  # [K, 3, h, w]
+    centred_d = delta - delta.mean(0, keepdims=True)  # [K, 3]
+    g = np.einsum("kchw,kc->hw", centred_r, centred_d) / (centred_d**2).sum()
+    return (renders.mean(0) - g[None] * delta.mean(0)[:, None, None]).astype(np.float32)
+
+
+def face_references(seed: int, index: int, size: int) -> dict[str, AttributeReference]:
+    """References of every attribute of face `index` of family `seed` rendered at `size` px."""
+    refs = {}
+    for name, options in ATTRIBUTES.items():
+        images = np.stack([render_face(seed, index, size, {name: option}).image for option in options]).astype(
+            np.float32
+        )
+        images = images.transpose(0, 3, 1, 2) / 255.0  # [K, 3, S, S]
+        differs = np.abs(images - images.mean(0, keepdims=True)).max(axis=(0, 1)) > _DIFFERS
+        if not differs.any():  # cannot happen for these attributes; keep a 1-pixel box so shapes stay valid
+            differs[0, 0] = True
+        rows, cols = np.nonzero(differs)
+        top, left = int(rows.min()), int(cols.min())
+        height, width = int(rows.max()) - top + 1, int(cols.max()) - left + 1
+        crop = images[:, :, top : top + height, left : left + width]
+        weight = differs[top : top + height, left : left + width].astype(np.float32)
+        neutral = _neutral_iris(crop) if name == "eye_colour" else None
+        refs[name] = AttributeReference((top, left, height, width), weight, crop, neutral)
+    return refs
+
+
+def _crops(images: Tensor, boxes: list[tuple[int, int, int, int]]) -> Tensor:
+    """Crop each image to its box, zero-padded to the largest box: [B, 3, H', W']."""
+    height, width = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    out = images.new_zeros(images.shape[0], images.shape[1], height, width)
+    for i, (top, left, h, w) in enumerate(boxes):
+        out[i, :, :h, :w] = images[i, :, top : top + h, left : left + w]
+    return out
+
+
+def _padded(arrays: list[np.ndarray], shape: tuple[int, int], device) -> Tensor:
+    out = np.zeros((len(arrays), *arrays[0].shape[:-2], *shape), np.float32)
+    for i, a in enumerate(arrays):
+        out[i, ..., : a.shape[-2], : a.shape[-1]] = a
+    return torch.from_numpy(out).to(device)
+
+
+def read_attribute(images: Tensor, refs: list[AttributeReference], name: str) -> Tensor:
+    """Class scores of attribute `name` for a batch of images (float RGB [B,3,H,W] in [0, 1]), float [B, K]: the
+    highest score is the reader's answer. `refs` are the faces' references of that attribute, one per image."""
+    boxes = [r.box for r in refs]
+    crops = _crops(images.float(), boxes)
+    shape = tuple(crops.shape[-2:])
+    weight = _padded([r.weight for r in refs], shape, images.device)  # [B, h, w]
+    if name == "eye_colour":
+        neutral = _padded([r.neutral for r in refs], shape, images.device)  # [B, 3, h, w]
+        axes = torch.from_numpy(iris_axes()).float().to(images.device)  # [K, 3]
+        along = torch.einsum("bchw,kc->bkhw", crops - neutral, axes)  # departure along each colour axis
+        return (along.pow(2) * weight[:, None]).sum((-2, -1)) / weight.sum((-2, -1)).clamp_min(1)[:, None]
+    renders = _padded([r.renders for r in refs], shape, images.device)  # [B, K, 3, h, w]
+    err = (crops[:, None] - renders).pow(2).sum(2)  # [B, K, h, w]
+    return -(err * weight[:, None]).sum((-2, -1))
+
+
+class AttributeReader:
+    """Reads every text-only attribute of the faces of one synthetic split (references rendered once)."""
+
+    def __init__(self, seed: int, indices: list[int], size: int):
+        self.truth = [render_face(seed, i, size).attributes for i in indices]
+        self.refs = [face_references(seed, i, size) for i in indices]
+
+    def __call__(self, images: Tensor, positions: list[int]) -> dict[str, list]:
+        """Per-face columns for the faces at `positions` (indices into this reader's faces) shown in `images`:
+        ``attr_<name>`` (the answer), ``attr_<name>_true`` and ``attr_<name>_correct`` (0/1) per attribute, and the
+        same for the yes/no presence attributes."""
+        columns: dict[str, list] = {}
+        for name, options in ATTRIBUTES.items():
+            scores = read_attribute(images, [self.refs[p][name] for p in positions], name)
+            answers = [options[k] for k in scores.argmax(1).tolist()]
+            truths = [self.truth[p][name] for p in positions]
+            columns[f"attr_{name}"] = answers
+            columns[f"attr_{name}_true"] = truths
+            columns[f"attr_{name}_correct"] = [float(a == t) for a, t in zip(answers, truths, strict=True)]
+        for name, source in PRESENCE.items():
+            answers = [a != "none" for a in columns[f"attr_{source}"]]
+            truths = [t != "none" for t in columns[f"attr_{source}_true"]]
+            columns[f"attr_{name}_correct"] = [float(a == t) for a, t in zip(answers, truths, strict=True)]
+        return columns
+
+
+def balanced_accuracy(truth: list, answers: list) -> float:
+    """Mean over the classes present in `truth` of the fraction of that class answered correctly (chance: 1/K)."""
+    truth, answers = np.asarray(truth, dtype=object), np.asarray(answers, dtype=object)
+    recalls = [float(np.mean(answers[truth == c] == c)) for c in dict.fromkeys(truth.tolist())]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def confusion(truth: list, answers: list, options: tuple[str, ...]) -> np.ndarray:
+    """Confusion matrix int [K, K]: row = true option, column = the reader's answer."""
+    matrix = np.zeros((len(options), len(options)), np.int64)
+    for t, a in zip(truth, answers, strict=True):
+        matrix[options.index(t), options.index(a)] += 1
+    return matrix
+
+
+def attribute_summary(frame) -> dict[str, float]:
+    """Per-run figures from a per-image frame with the reader's columns: accuracy, balanced accuracy and its chance
+    level (1 / options) of each attribute, as ``attr_<name>_acc`` / ``_bacc`` / ``_chance``."""
+    summary = {}
+    for name, options in ATTRIBUTES.items():
+        if f"attr_{name}" not in frame:
+            continue
+        summary[f"attr_{name}_acc"] = float(frame[f"attr_{name}_correct"].mean())
+        summary[f"attr_{name}_bacc"] = balanced_accuracy(frame[f"attr_{name}_true"], frame[f"attr_{name}"])
+        summary[f"attr_{name}_chance"] = 1.0 / len(options)
+    for name, source in PRESENCE.items():
+        if f"attr_{source}" not in frame:
+            continue
+        present = [a != "none" for a in frame[f"attr_{source}"]]
+        truth = [t != "none" for t in frame[f"attr_{source}_true"]]
+        summary[f"attr_{name}_acc"] = float(frame[f"attr_{name}_correct"].mean())
+        summary[f"attr_{name}_bacc"] = balanced_accuracy(truth, present)
+        summary[f"attr_{name}_chance"] = 0.5
+    return summary
