@@ -54,7 +54,7 @@ def synthetic_attribute_reader(config: ExperimentConfig, count: int):
     from llvfsr.data.synthetic_attributes import AttributeReader
 
     dataset = open_split(config.data, "test")
-    return AttributeReader(dataset.family_seed, list(range(count)), dataset.hr_size)
+    return AttributeReader(dataset.family_seed, list(range(count)), dataset.hr_size, dataset.zoom)
 
 
 def save_samples(lr: Tensor, sr: Tensor, hr: Tensor, path: Path) -> None:

@@ -18,6 +18,7 @@ class Variant:
     name: str  # the row label in tables and the MLflow `variant` tag
     model: str  # registry name
     overrides: tuple[tuple[str, object], ...] = ()  # architecture overrides for this variant
+    data: tuple[tuple[str, object], ...] = ()  # DataConfig changes for this variant (e.g. another prior source)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Grid:
     variants: tuple[Variant, ...]
     scales: tuple[int, ...] | None = None  # None: the --scale flag decides
     search: bool = False  # hpo: Optuna searches instead of a fixed list
+    preset: str | None = None  # the synthetic preset this grid runs with when --preset is not given
 
 
 def _ablation() -> tuple[Variant, ...]:
@@ -43,6 +45,17 @@ def _prior_subsets() -> tuple[Variant, ...]:
     return tuple(variants)
 
 
+def _controls() -> tuple[Variant, ...]:
+    """Does the model read what the description says? With it, without it, and two descriptions that carry
+    nothing about the face: another face's (a fixed derangement) and one text for every face."""
+    return (
+        Variant("llvfsr", "llvfsr"),
+        Variant("llvfsr-wo-description", "llvfsr-wo-description"),
+        Variant("llvfsr+shuffled-description", "llvfsr", data=(("description_source", "synthetic-shuffled"),)),
+        Variant("llvfsr+constant-description", "llvfsr", data=(("description_source", "synthetic-constant"),)),
+    )
+
+
 def _table1() -> tuple[Variant, ...]:
     baselines = [name for name in list_models() if not name.startswith("llvfsr")]
     return tuple(Variant(name, name) for name in ["llvfsr", *baselines])
@@ -55,9 +68,17 @@ GRIDS: dict[str, Grid] = {
             "smoke",
             "LLV-FSR and Model 1, tiny: checks the whole pipeline in seconds per trial",
             (Variant("llvfsr", "llvfsr"), Variant("llvfsr-model1", "llvfsr-model1")),
+            preset="smoke",
         ),
         Grid("ablation", "Table 2 (Model 1, Model 2, LLV-FSR) and Fig. 9 (LLV-FSR without each prior)", _ablation()),
         Grid("priors", "LLV-FSR with every subset of the four priors (16 trials)", _prior_subsets()),
+        Grid(
+            "controls",
+            "positive and negative controls of the description: true, none, another face's, constant (synthetic "
+            "faces zoomed on the eyes; read back by the attribute readers)",
+            _controls(),
+            preset="control",
+        ),
         Grid("table1", "Table 1: LLV-FSR, the seven baselines and bicubic at x8 and x16", _table1(), scales=(8, 16)),
         Grid(
             "hpo",

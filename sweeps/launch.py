@@ -37,10 +37,14 @@ def param_space(grid: Grid, args: argparse.Namespace) -> dict:
 
 
 def prepare_priors(grid: Grid, base: ExperimentConfig, scales: tuple[int, ...]) -> None:
-    """Extract every prior field any variant needs, once per scale, before any trial starts."""
-    fields = set().union(*(variant_priors(v) for v in grid.variants))
-    for scale in scales:
-        ensure_priors(dataclasses.replace(base.data, scale=scale), fields)
+    """Extract every prior field any variant needs, once per scale (and per variant data change), before any trial
+    starts."""
+    needed: dict[tuple, set[str]] = {}
+    for variant in grid.variants:
+        needed.setdefault(variant.data, set()).update(variant_priors(variant))
+    for changes, fields in needed.items():
+        for scale in scales:
+            ensure_priors(dataclasses.replace(base.data, scale=scale, **dict(changes)), fields)
 
 
 def init_ray(args: argparse.Namespace) -> None:

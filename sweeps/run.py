@@ -41,10 +41,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--preset",
-        choices=("synthetic", "smoke"),
+        choices=("synthetic", "smoke", "control"),
         default=None,
-        help="synthetic faces only: synthetic (64 px, 8 epochs; the default but for the smoke grid) or smoke "
-        "(32 px, 2 epochs, tiny models: checks any grid end to end in seconds per trial)",
+        help="synthetic faces only: synthetic (64 px, 8 epochs; the default of most grids), smoke (32 px, 2 epochs, "
+        "tiny models: checks any grid end to end in seconds per trial) or control (64 px faces zoomed on the eyes, "
+        "the default of the controls grid)",
     )
     p.add_argument("--seeds", type=int, default=1, help="training seeds per variant")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
@@ -87,11 +88,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--source expects KIND=NAME with KIND in {SOURCE_KINDS}, got {item!r}")
         sources[f"{kind}_source"] = name
     args.sources = sources
+    if args.data is not None and args.grid == "controls":
+        p.error("--grid controls runs on the synthetic faces only (its descriptions state known attributes)")
     return args
 
 
 def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig, str]:
-    preset_name = "paper" if args.data else args.preset or ("smoke" if grid.name == "smoke" else "synthetic")
+    preset_name = "paper" if args.data else args.preset or grid.preset or "synthetic"
     preset = PRESETS[preset_name]
     data = dataclasses.replace(preset.data, scale=args.scale, **args.sources)
     if args.data:

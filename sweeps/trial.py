@@ -53,7 +53,7 @@ def experiment_for(ctx: SweepContext, params: dict, trial_id: str) -> tuple[Vari
             train_changes[key] = params[key]
     config = dataclasses.replace(
         ctx.base,
-        data=dataclasses.replace(ctx.base.data, scale=params.get("scale", ctx.base.data.scale)),
+        data=dataclasses.replace(ctx.base.data, scale=params.get("scale", ctx.base.data.scale), **dict(variant.data)),
         model=ModelConfig(variant.model, tuple(sorted(overrides.items()))),
         train=dataclasses.replace(ctx.base.train, **train_changes),
         out_dir=str(Path(ctx.work_dir) / trial_id),

@@ -88,12 +88,14 @@ class SyntheticFaces(FaceDataset):
 
     name = "synthetic"
 
-    def __init__(self, split: str = "train", n: int = 1000, seed: int = 0, hr_size: int = 256, cache: int = 64):
+    def __init__(
+        self, split: str = "train", n: int = 1000, seed: int = 0, hr_size: int = 256, cache: int = 64, zoom: float = 1.0
+    ):
         if split not in SYNTHETIC_SPLIT_OFFSET:
             raise ValueError(f"unknown split {split!r}; synthetic splits are {SPLITS}")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        self.split, self.n, self.seed, self.hr_size = split, int(n), int(seed), int(hr_size)
+        self.split, self.n, self.seed, self.hr_size, self.zoom = split, int(n), int(seed), int(hr_size), float(zoom)
         self.family_seed = 10 * self.seed + SYNTHETIC_SPLIT_OFFSET[split]
         self._cache: OrderedDict[int, SyntheticFace] = OrderedDict()
         self._cache_size = cache
@@ -113,7 +115,7 @@ class SyntheticFaces(FaceDataset):
         i = self._check(i)
         face = self._cache.get(i)
         if face is None:
-            face = render_face(self.family_seed, i, self.hr_size)
+            face = render_face(self.family_seed, i, self.hr_size, zoom=self.zoom)
             self._cache[i] = face
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -125,11 +127,14 @@ class SyntheticFaces(FaceDataset):
         return self.exact_priors(i).image
 
     def fingerprint(self) -> dict:
-        return {"name": self.name, "split": self.split, "n": self.n, "seed": self.seed, "hr_size": self.hr_size,
-                "generator": "llvfsr.data.synthetic", "generator_version": GENERATOR_VERSION}  # fmt: skip
+        found = {"name": self.name, "split": self.split, "n": self.n, "seed": self.seed, "hr_size": self.hr_size,
+                 "generator": "llvfsr.data.synthetic", "generator_version": GENERATOR_VERSION}  # fmt: skip
+        if self.zoom != 1:  # only when set, so stores of unzoomed faces keep their fingerprint
+            found["zoom"] = self.zoom
+        return found
 
     def head(self, n: int) -> SyntheticFaces:
-        return SyntheticFaces(self.split, min(int(n), self.n), self.seed, self.hr_size, self._cache_size)
+        return SyntheticFaces(self.split, min(int(n), self.n), self.seed, self.hr_size, self._cache_size, self.zoom)
 
 
 def read_id_list(path: str | os.PathLike) -> list[str]:

@@ -57,7 +57,10 @@ def open_split(data: DataConfig, split: str):
     from llvfsr.data.datasets import open_dataset
 
     if data.dataset == "synthetic":
-        return open_dataset("synthetic", split, n=split_size(data, split), seed=data.data_seed, hr_size=data.hr_size)
+        return open_dataset(
+            "synthetic", split, n=split_size(data, split), seed=data.data_seed, hr_size=data.hr_size,
+            zoom=data.synthetic_zoom,
+        )  # fmt: skip
     return open_dataset(
         data.dataset,
         split,

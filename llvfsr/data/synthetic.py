@@ -54,7 +54,9 @@ class SyntheticFace:
     description: str = ""
 
 
-def render_face(seed: int, index: int, size: int = 256, overrides: dict | None = None) -> SyntheticFace:
+def render_face(
+    seed: int, index: int, size: int = 256, overrides: dict | None = None, zoom: float = 1.0
+) -> SyntheticFace:
     """Render face `index` of the synthetic family `seed`.
 
     Args:
@@ -63,6 +65,7 @@ def render_face(seed: int, index: int, size: int = 256, overrides: dict | None =
         size: output side in pixels (the HR size).
         overrides: attribute values to force (e.g. ``{"eye_colour": "blue"}``). All random draws happen as without
             the override, so the rest of the face, its pose and its texture stay identical.
+        zoom: magnify the face about the midpoint of its eyes (1: the whole face; see `zoom_on_eyes`).
 
     Returns:
         A `SyntheticFace`; the same arguments always give bit-identical outputs.
@@ -73,7 +76,7 @@ def render_face(seed: int, index: int, size: int = 256, overrides: dict | None =
         if key not in attrs:
             raise KeyError(f"unknown synthetic face attribute {key!r}; known: {sorted(attrs)}")
         attrs[key] = value
-    geo = render.face_geometry(geo_rng, size)
+    geo = render.zoom_on_eyes(render.face_geometry(geo_rng, size), size, zoom)
     image, mask, depth = render.paint_face(attrs, geo, tex_rng, size)
     return SyntheticFace(
         image=image,

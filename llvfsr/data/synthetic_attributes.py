@@ -80,11 +80,11 @@ def _neutral_iris(renders: np.ndarray) -> np.ndarray:
     return (renders.mean(0) - g[None] * delta.mean(0)[:, None, None]).astype(np.float32)
 
 
-def face_references(seed: int, index: int, size: int) -> dict[str, AttributeReference]:
-    """References of every attribute of face `index` of family `seed` rendered at `size` px."""
+def face_references(seed: int, index: int, size: int, zoom: float = 1.0) -> dict[str, AttributeReference]:
+    """References of every attribute of face `index` of family `seed` rendered at `size` px (and `zoom`)."""
     refs = {}
     for name, options in ATTRIBUTES.items():
-        images = np.stack([render_face(seed, index, size, {name: option}).image for option in options]).astype(
+        images = np.stack([render_face(seed, index, size, {name: option}, zoom).image for option in options]).astype(
             np.float32
         )
         images = images.transpose(0, 3, 1, 2) / 255.0  # [K, 3, S, S]
@@ -137,9 +137,9 @@ def read_attribute(images: Tensor, refs: list[AttributeReference], name: str) ->
 class AttributeReader:
     """Reads every text-only attribute of the faces of one synthetic split (references rendered once)."""
 
-    def __init__(self, seed: int, indices: list[int], size: int):
-        self.truth = [render_face(seed, i, size).attributes for i in indices]
-        self.refs = [face_references(seed, i, size) for i in indices]
+    def __init__(self, seed: int, indices: list[int], size: int, zoom: float = 1.0):
+        self.truth = [render_face(seed, i, size, zoom=zoom).attributes for i in indices]
+        self.refs = [face_references(seed, i, size, zoom) for i in indices]
 
     def __call__(self, images: Tensor, positions: list[int]) -> dict[str, list]:
         """Per-face columns for the faces at `positions` (indices into this reader's faces) shown in `images`:

@@ -98,6 +98,21 @@ def face_geometry(rng: np.random.Generator, size: int) -> dict:
     }
 
 
+def zoom_on_eyes(geo: dict, size: int, zoom: float) -> dict:
+    """The same face magnified `zoom` times about the midpoint of its eyes, which moves to the image centre.
+
+    At zoom 3 a 64 px image holds both eyes with irises of about 8 px radius (a tenth of the pixels), so what the
+    description says of the irises weighs in the loss: the positive control of the text priors."""
+    if zoom == 1:
+        return geo
+    if zoom <= 0:
+        raise ValueError(f"synthetic zoom must be > 0, got {zoom}")
+    px = geo["scale"] * zoom
+    c, s = np.cos(geo["angle"]), np.sin(geo["angle"])
+    centre = (size - 1) / 2
+    return {**geo, "scale": px, "cx": centre + px * s * EYE_Y, "cy": centre - px * c * EYE_Y}
+
+
 def _to_image(geo: dict, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Face coordinates -> (x, y) pixel coordinates."""
     c, s = np.cos(geo["angle"]), np.sin(geo["angle"])

@@ -23,6 +23,8 @@ SOURCES: dict[tuple[str, str], str] = {
     ("caption", "blip2"): "llvfsr.priors.sources.blip2",
     ("caption", "mmcelebahq"): "llvfsr.priors.sources.mmcelebahq",
     ("description", "synthetic"): "llvfsr.priors.sources.synthetic:SyntheticDescription",
+    ("description", "synthetic-shuffled"): "llvfsr.priors.sources.synthetic:ShuffledDescription",
+    ("description", "synthetic-constant"): "llvfsr.priors.sources.synthetic:ConstantDescription",
     ("description", "openai"): "llvfsr.priors.sources.vlm_openai",
     ("description", "local-vlm"): "llvfsr.priors.sources.vlm_local",
     ("description", "mmcelebahq"): "llvfsr.priors.sources.mmcelebahq",

@@ -95,3 +95,29 @@ class SyntheticDescription(_ExactPriorSource):
 
     def __call__(self, lr: np.ndarray, hr_size: int, items: list[ItemContext]) -> list[str]:
         return [str(self._exact(it)) for it in items]
+
+
+class ShuffledDescription(SyntheticDescription):
+    """Negative control: the description of *another* face of the same split, by a fixed derangement of the split.
+
+    The text is as rich as the true one but says nothing about this face; the same face always gets the same
+    stranger's text, at train and test alike. A model that truly reads the description must do no better with it
+    than without a description (attribute accuracy at chance)."""
+
+    name = "synthetic-shuffled"
+
+    def _exact(self, item: ItemContext) -> Any:
+        n = len(item.dataset)
+        order = np.random.default_rng((getattr(item.dataset, "family_seed", 0), n, 7)).permutation(n)
+        position = int(np.flatnonzero(order == item.index)[0])
+        stranger = ItemContext(int(order[(position + 1) % n]), item.item_id, item.dataset) if n > 1 else item
+        return super()._exact(stranger)
+
+
+class ConstantDescription(SyntheticDescription):
+    """Negative control: one description (that of the split's first face) for every face."""
+
+    name = "synthetic-constant"
+
+    def _exact(self, item: ItemContext) -> Any:
+        return super()._exact(ItemContext(0, item.item_id, item.dataset))
