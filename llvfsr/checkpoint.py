@@ -1,7 +1,7 @@
 """Full training checkpoints (model, optimiser, RNG, epoch, history) that load with ``weights_only=True``.
 
 A checkpoint records the flat experiment config; loading it into another model, scale or config is refused
-with an error naming the field that differs.
+with an error naming the field that differs, and a truncated or foreign file with an error naming the file.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from llvfsr.config import ExperimentConfig, flatten
+from llvfsr.errors import UserError
 
 # Fields that may change between a checkpoint and the run that resumes from it (where it runs, how long it
 # runs, what it writes where), not what it learns.
@@ -38,7 +39,11 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointError(UserError, ValueError):
+    """The checkpoint file cannot be used: damaged, truncated, not an llvfsr checkpoint, or for another model."""
+
+
+class CheckpointMismatch(CheckpointError):
     """The checkpoint belongs to another model, scale or configuration."""
 
 
@@ -78,6 +83,29 @@ def check_compatible(saved: dict[str, str], config: ExperimentConfig, path: Path
         )
 
 
+def read_checkpoint(path: Path) -> dict:
+    """The raw state of a checkpoint file (config, model, optimiser, RNG, epoch, history), on the CPU.
+
+    Raises:
+        CheckpointError: the file is missing, truncated or damaged (torch's "failed finding central directory"),
+            or holds no llvfsr checkpoint; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # zip, pickle and tensor errors alike: the file is not a readable checkpoint
+        reason = " ".join(str(error).split())[:300]
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or truncated ({path.stat().st_size} bytes; torch: {reason}); "
+            "copy it again or retrain"
+        ) from error
+    if not isinstance(state, dict) or not {"config", "model"} <= set(state):
+        raise CheckpointError(f"{path} is not an llvfsr checkpoint (no 'config' and 'model' entries)")
+    return state
+
+
 def load_checkpoint(
     path: Path, config: ExperimentConfig | None, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
 ) -> dict:
@@ -87,13 +115,15 @@ def load_checkpoint(
     beyond the state dict's own keys and shapes.
     """
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file
-        raise CheckpointMismatch(f"cannot read checkpoint {path}: {error}") from error
+    state = read_checkpoint(path)
     if config is not None:
         check_compatible(state["config"], config, path)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:  # missing / unexpected keys or shapes: another architecture
+        raise CheckpointMismatch(
+            f"checkpoint {path} does not fit the model: {' '.join(str(error).split())[:300]}"
+        ) from error
     if optimizer is not None and state["optimizer"]:
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng_cpu"])

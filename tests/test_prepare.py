@@ -119,8 +119,11 @@ def test_id_lists_and_layouts(tmp_path):
     (tmp_path / "x.pickle").write_bytes(pickle.dumps([b"12", "00034.jpg", "celeba/7"]))
     assert load_id_list(tmp_path / "x.pickle") == ["12", "34", "7"]
     (tmp_path / "evil.pickle").write_bytes(pickle.dumps([np.int64(3)]))  # any class at all is refused
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+    with pytest.raises(PrepareError, match="refusing"):
         load_id_list(tmp_path / "evil.pickle")
+    (tmp_path / "cut.pickle").write_bytes(pickle.dumps(["1", "2"])[:-3])  # a truncated download
+    with pytest.raises(PrepareError, match="cut.pickle: not a list"):
+        load_id_list(tmp_path / "cut.pickle")
     flat = tmp_path / "flat"
     flat.mkdir()
     face(0, 8).save(flat / "00042.png")
@@ -157,3 +160,23 @@ def test_prepared_folder_reads_as_a_dataset_with_text(celeba, tmp_path):
     items = [ItemContext(i, data.item_id(i), data) for i in range(len(data))]
     captions = make_source("caption", "mmcelebahq")(None, SIZE, items)
     assert captions == [f"sentence 0 about face {i}." for i in range(3)]
+
+
+def test_256_px_inputs_at_a_smaller_size_follow_the_same_rule(tmp_path, capsys):
+    """--size 64 takes what --size 256 takes (issue 12 item 4): 256 px PNGs, and 256 px JPEGs with the flag."""
+    images = tmp_path / "imgs"
+    images.mkdir()
+    face(0, 256).save(images / "0.jpg", quality=75)
+    face(1, 256).save(images / "1.png")
+    (tmp_path / "train.txt").write_text("0\n")
+    (tmp_path / "test.txt").write_text("1\n")
+    lists = ["--train-list", str(tmp_path / "train.txt"), "--test-list", str(tmp_path / "test.txt")]
+    argv = ["--images", str(images), *lists, "--size", "64", "--workers", "1"]
+    assert main([*argv, "--out", str(tmp_path / "refused")]) == 1  # no flag: the JPEG is refused, not "too small"
+    assert "re-compressed" in capsys.readouterr().out
+    assert main([*argv, "--out", str(tmp_path / "out"), "--allow-256-jpeg"]) == 0
+    assert "256 px JPEG inputs were used" in capsys.readouterr().out
+    for i, suffix in ((0, "jpg"), (1, "png")):
+        with Image.open(images / f"{i}.{suffix}") as src:
+            expected = np.asarray(src.convert("RGB").resize((64, 64), Image.BICUBIC))
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "images" / f"{i}.png")), expected)

@@ -22,7 +22,8 @@ The resize. Every image is resized to 256x256 with PIL's BICUBIC filter, which i
 widens with the downscale factor) and matches the degradation's filter family. Inputs must be square and at
 least 512 px (CelebA-HQ's 1024 px originals, MM-CelebA-HQ's 512 px copies). 256 px JPEGs are refused: the
 re-compressed copies found on the web are softer and blockier and inflate every score (DESIGN.md);
-`--allow-256-jpeg` takes them anyway, with a warning in the report. 256 px PNGs are copied as they are.
+`--allow-256-jpeg` takes them anyway, with a warning in the report. 256 px PNGs are taken as they are. A 256 px
+input that is taken is copied at `--size 256` and resized like any other at a smaller `--size`.
 
 The tool is idempotent and resumable: an output that exists and decodes at 256x256 is kept, new files are
 written to a temporary name and renamed, so an interrupted run continues where it stopped.
@@ -44,15 +45,22 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from llvfsr.errors import UserError, cli_entry
+
 OFFICIAL_SIZES = {"train": 24_000, "test": 6_000}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 RESIZE_FILTER = "PIL Image.resize BICUBIC (antialiased), RGB, saved as PNG"
 MIN_SOURCE_SIZE = 512
+WEB_COPY_SIZE = 256  # the side of the prepared copies found on the web (PNG: taken; JPEG: only if allowed)
 _IMAGE_SUBDIRS = ("CelebA-HQ-img", "CelebAMask-HQ/CelebA-HQ-img", "image", "images", "celeba-hq", "CelebA-HQ")
 
 
-class PrepareError(ValueError):
-    """The inputs cannot be prepared (no images, no split lists, inconsistent lists); the message says what to do."""
+class PrepareError(UserError, ValueError):
+    """The inputs cannot be prepared (no images, no split lists, inconsistent lists); the message says what to do.
+
+    A bad command line: the CLI exits with status 2."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -110,10 +118,13 @@ def load_id_list(path: Path) -> list[str]:
     """Ids from a split list: a pickle of names (AttnGAN style) or a text file, one id or file name per line."""
     path = Path(path)
     raw = path.read_bytes()
-    if path.suffix in (".pickle", ".pkl"):
-        names = _ListUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    else:
-        names = [line.strip() for line in raw.decode("utf-8").splitlines() if line.strip()]
+    try:
+        if path.suffix in (".pickle", ".pkl"):
+            names = _ListUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        else:
+            names = [line.strip() for line in raw.decode("utf-8").splitlines() if line.strip()]
+    except (pickle.UnpicklingError, EOFError, UnicodeDecodeError, ValueError) as err:  # damaged or foreign file
+        raise PrepareError(f"{path}: not a list of CelebA-HQ ids ({err})") from err
     ids = []
     for name in names:
         name = name.decode() if isinstance(name, bytes) else str(name)
@@ -192,16 +203,14 @@ def prepare_image(source: Path, target: Path, size: int = 256, allow_small_jpeg:
     desc = f"{w}x{h} {fmt}"
     if w != h:
         raise ValueError(f"not square ({desc})")
-    if w == size and fmt == "PNG":
-        out = rgb  # already the target size, stored losslessly: copy the pixels as they are
-    elif w == size and fmt in ("JPEG", "MPO") and allow_small_jpeg:
-        out = rgb
-    elif w == size and fmt in ("JPEG", "MPO"):
+    jpeg = fmt in ("JPEG", "MPO")
+    if w == WEB_COPY_SIZE and jpeg and not allow_small_jpeg:
         raise ValueError(f"refused: a {desc} is a re-compressed copy; use the 1024 px originals (or --allow-256-jpeg)")
-    elif w < max(MIN_SOURCE_SIZE, size):
+    web_copy = w == WEB_COPY_SIZE and (fmt == "PNG" or jpeg) and size <= WEB_COPY_SIZE
+    if w < max(MIN_SOURCE_SIZE, size) and not web_copy:
         raise ValueError(f"too small ({desc}); need square images of at least {max(MIN_SOURCE_SIZE, size)} px")
-    else:
-        out = rgb.resize((size, size), Image.BICUBIC)
+    # A source already at the target size is copied pixel for pixel (a PNG losslessly); any other is resized.
+    out = rgb if w == size else rgb.resize((size, size), Image.BICUBIC)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     out.save(tmp, format="PNG")
     os.replace(tmp, target)
@@ -273,8 +282,8 @@ def prepare(
     below_originals = sum(n for desc, n in report.source_sizes.items() if int(desc.split("x")[0]) < 1024)
     if below_originals:
         report.warnings.append(f"{below_originals} faces came from copies under 1024 px, not the CelebA-HQ originals")
-    if any(desc.startswith(f"{size}x{size} JPEG") for desc in report.source_sizes):
-        report.warnings.append(f"{size} px JPEG inputs were used (--allow-256-jpeg): scores will not be comparable")
+    if any(desc.startswith(f"{WEB_COPY_SIZE}x{WEB_COPY_SIZE} JPEG") for desc in report.source_sizes):
+        report.warnings.append("256 px JPEG inputs were used (--allow-256-jpeg): scores will not be comparable")
 
     if text_dir is not None:
         for image_id in tqdm(wanted, desc="texts", disable=not progress):
@@ -310,6 +319,7 @@ def _summary(report: PrepareReport) -> str:
     return "\n".join(lines + [f"warning: {w}" for w in report.warnings])
 
 
+@cli_entry()
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns 0 when every listed face and text was prepared, 1 when some are missing or damaged."""
     parser = argparse.ArgumentParser(prog="python -m llvfsr.data.prepare", description=__doc__.split("\n")[0])
@@ -324,12 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-256-jpeg", action="store_true", help="accept re-compressed 256 px JPEG inputs")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     args = parser.parse_args(argv)
-    try:
-        report = prepare(args.images, args.out, args.text, args.split_dir, args.train_list, args.test_list,
-                         args.sequential_split, args.size, args.allow_256_jpeg, args.workers)  # fmt: skip
-    except PrepareError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.size < 1:
+        parser.error(f"--size must be a positive number of pixels, got {args.size}")
+    report = prepare(args.images, args.out, args.text, args.split_dir, args.train_list, args.test_list,
+                     args.sequential_split, args.size, args.allow_256_jpeg, args.workers)  # fmt: skip
     print(_summary(report))
     return 0 if report.ok else 1
 
