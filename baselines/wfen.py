@@ -24,16 +24,24 @@ Deviations from the official code, and why:
   official loader, but on float images (PIL resized uint8 images), clamped to [0, 1]. The [0, 1] -> [-1, 1]
   mapping of the loader and the inverse mapping of the official test script are done inside `forward`, so
   input and output are in [0, 1].
-- Window shift: the official code rolls by ``-w//2`` (Python: ``(-w)//2``) and back by ``w//2``; for the
-  bottleneck's 1-pixel windows that is a net one-pixel circular shift of the attention output. Here both rolls
-  use ``w//2``, so shifted 1-pixel windows are not shifted (a shift of a 1-pixel window is a no-op by intent).
+- Window shift: the official code rolls the qkv *input* by ``-w//2`` (Python: ``(-w)//2``) and the attention
+  output back by ``w//2``. For even windows that is a symmetric shift; for the bottleneck's shifted 1-pixel
+  windows it rolls the qkv input by -1 pixel and never back (the 3x3 depth-wise conv inside qkv then sees a
+  circularly rolled map, so this is not a pure shift of the output). Here both rolls use ``w//2`` by default, so
+  shifted 1-pixel windows are not shifted (a shift of a 1-pixel window is a no-op by intent); ``official_roll=True``
+  (set by `llvfsr.models.load_official` for the authors' weights) reproduces the official roll. With O(1)
+  activations the two differ by 0.066 at the output.
+- Memory: the regional attention recomputes its per-tile [C, C] maps in the backward pass and never builds them
+  for 1-pixel windows (see `window_attention`); same outputs (1e-14 in float64), 5.5 -> 3.4 GB kept for backward
+  per 256 px face. What remains is inherent to the architecture at 256 px: four FDTs at full resolution, whose
+  gated feed-forwards (2 x 106 hidden channels) alone keep 1.35 GB per face (4x less at the official 128 px).
 - The fixed Haar filters are closed-form tensor arithmetic instead of frozen ``nn.Parameter`` convolution
   weights: same transform, but they are not counted as parameters (0.01 M in the official count).
 - The attention-sharing path of the official FDT (``shared_depth > 1``) is never used by WFEN and is left out.
 - Size knobs ``width`` (official 40) and ``depth`` (bottleneck FDT count, official 6) for tiny builds.
 
 Checked once against the official code (not part of the tests, which cannot download it): with its weights
-mapped onto this module and its roll fixed as above, outputs agree to 1e-11 in float64 at 128 px; trainable
+mapped onto this module and ``official_roll=True``, outputs agree to 1e-13 in float64 at 128 px; trainable
 parameters are identical in number (6,780,519).
 
 Training settings of the authors (``train.sh``, ``wfen_model.py``): L1 loss, Adam, lr 2e-4, betas (0.9, 0.99),
@@ -46,6 +54,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from llvfsr.data.degrade import upsample_bicubic
 from llvfsr.models.blocks import LayerNorm2d  # LayerNorm over channels, eps 1e-5, with bias
@@ -94,17 +103,40 @@ def qkv_projection(channels: int) -> nn.Sequential:
     )
 
 
+def window_attention(q: Tensor, k: Tensor, v: Tensor, temperature: Tensor) -> Tensor:
+    """``v @ relu(temperature * q^T k)`` per tile, q and k L2-normalised over channels; [B, tiles, ws*ws, C] each.
+
+    The [C, C] map of every tile is the memory of this block: with C = 160 and 2-pixel windows at 64 px it is
+    40x the size of q, k and v. For 1-pixel windows the map is the outer product of two C-vectors and
+    ``relu(a * b) = relu(a) relu(b) + relu(-a) relu(-b)`` gives the same result without building it.
+    """
+    q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    if q.shape[-2] == 1:
+        a, b = q * temperature, k  # [B, tiles, 1, C]
+        va_pos = (v * F.relu(a)).sum(-1, keepdim=True)
+        va_neg = (v * F.relu(-a)).sum(-1, keepdim=True)
+        return va_pos * F.relu(b) + va_neg * F.relu(-b)
+    return v @ F.relu((q.transpose(-2, -1) @ k) * temperature)
+
+
 class WindowChannelAttention(nn.Module):
     """Regional attention: inside each `window` x `window` tile, a [C, C] channel-attention map (official "RSA").
 
     q and k are L2-normalised over channels per pixel; the map q^T k (summed over the tile's pixels) is scaled by
-    a learned scalar temperature and passed through ReLU. With ``shift`` the tiles are offset by window // 2.
+    a learned scalar temperature and passed through ReLU. With ``shift`` the qkv input is rolled by -window // 2
+    and the attention output back by window // 2 (a no-op for 1-pixel windows). With ``official_roll`` the input
+    roll is the official ``(-window) // 2``: the same for even windows, but for 1-pixel windows a one-pixel roll
+    of the qkv input that is never undone (what the authors' released weights were trained with).
+
+    In training the attention core is recomputed in the backward pass instead of keeping its [C, C] maps
+    (`window_attention`): 2.1 GB of the 5.5 GB a 256 px face kept for backward, for two small matmuls more.
     """
 
-    def __init__(self, channels: int, window: int, shift: bool):
+    def __init__(self, channels: int, window: int, shift: bool, official_roll: bool = False):
         super().__init__()
         self.window = window
-        self.shift = window // 2 if shift else 0
+        self.shift = shift
+        self.official_roll = official_roll
         self.temperature = nn.Parameter(torch.ones(1, 1, 1))
         self.qkv = qkv_projection(channels)
         self.project_out = nn.Conv2d(channels, channels, 1, bias=False)
@@ -112,19 +144,23 @@ class WindowChannelAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         ws = self.window
-        if self.shift:
-            x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(2, 3))
+        roll_in = ((-ws) // 2 if self.official_roll else -(ws // 2)) if self.shift else 0
+        roll_out = ws // 2 if self.shift else 0
+        if roll_in:
+            x = torch.roll(x, shifts=(roll_in, roll_in), dims=(2, 3))
 
         def tiles(t: Tensor) -> Tensor:  # [B, C, H, W] -> [B, tiles, ws*ws, C]
             t = t.reshape(b, c, h // ws, ws, w // ws, ws).permute(0, 2, 4, 3, 5, 1)
             return t.reshape(b, (h // ws) * (w // ws), ws * ws, c)
 
         q, k, v = (tiles(t) for t in self.qkv(x).chunk(3, dim=1))
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
-        attention = F.relu((q.transpose(-2, -1) @ k) * self.temperature)  # [B, tiles, C, C]
-        out = (v @ attention).reshape(b, h // ws, w // ws, ws, ws, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
-        if self.shift:
-            out = torch.roll(out, shifts=(self.shift, self.shift), dims=(2, 3))
+        if torch.is_grad_enabled() and q.requires_grad:
+            out = checkpoint(window_attention, q, k, v, self.temperature, use_reentrant=False)
+        else:
+            out = window_attention(q, k, v, self.temperature)
+        out = out.reshape(b, h // ws, w // ws, ws, ws, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, h, w)
+        if roll_out:
+            out = torch.roll(out, shifts=(roll_out, roll_out), dims=(2, 3))
         return self.project_out(out)
 
 
@@ -224,9 +260,12 @@ class WFEN(nn.Module):
         scale: up-scaling factor (8 or 16; any positive integer works).
         width: channels at full resolution (official 40); the levels below have 2x, 4x, 4x. Divisible by 4.
         depth: FDT blocks in the bottleneck (official 6).
+        official_roll: roll the qkv input of the shifted 1-pixel-window bottleneck blocks by one pixel, as the
+            official code does (see `WindowChannelAttention`); on for the authors' released weights, off by
+            default so models trained here keep their computation.
     """
 
-    def __init__(self, scale: int = 8, width: int = 40, depth: int = 6):
+    def __init__(self, scale: int = 8, width: int = 40, depth: int = 6, official_roll: bool = False):
         super().__init__()
         if width % 4:
             raise ValueError(f"width must be divisible by 4 (attention heads), got {width}")
@@ -257,6 +296,14 @@ class WFEN(nn.Module):
         self.up3 = WaveletUpsample(c1, c2)
         self.decoder3 = nn.Sequential(FullDomainTransformer(c1, 2, True, 4), FullDomainTransformer(c1, 2, False, 4))
         self.out_conv = nn.Conv2d(c1, 3, 3, padding=1)
+        self.set_official_roll(official_roll)
+
+    def set_official_roll(self, enabled: bool) -> None:
+        """Switch every regional attention to the official input roll (True) or the symmetric one (False)."""
+        self.official_roll = enabled
+        for module in self.modules():
+            if isinstance(module, WindowChannelAttention):
+                module.official_roll = enabled
 
     def forward(self, lr: Tensor, priors=None) -> Tensor:
         """Super-resolve a batch of faces.
