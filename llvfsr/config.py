@@ -63,6 +63,7 @@ class TrainConfig:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     bf16: bool = False  # bf16 autocast on CUDA
     channels_last: bool = False  # channels-last memory format
+    cpu_autocast: bool = False  # with bf16: autocast on the CPU too (slow on most CPUs; lets tests run the fast path)
     compile: bool = False  # torch.compile the model
     fused_adam: bool = False  # fused Adam kernel (CUDA)
     convention: str = "paper"  # metric convention, see llvfsr.metrics.CONVENTIONS

@@ -97,6 +97,12 @@ def train_step(core: nn.Module, forward, optimizer: torch.optim.Optimizer, autoc
     return loss.detach()
 
 
+def make_autocast(tcfg, device: torch.device) -> torch.autocast:
+    """The train step's autocast context: bf16 on CUDA when `tcfg.bf16`; on the CPU only with `cpu_autocast` too."""
+    enabled = tcfg.bf16 and (device.type == "cuda" or (device.type == "cpu" and tcfg.cpu_autocast))
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -175,7 +181,7 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
         steps = min(steps, tcfg.max_steps_per_epoch)
     if entry.trained and steps == 0:
         raise ValueError(f"train split has {len(train_data)} faces, fewer than one batch of {tcfg.batch_size}")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.bf16 and device.type == "cuda")
+    autocast = make_autocast(tcfg, device)
 
     for epoch in range(start_epoch, tcfg.epochs if entry.trained else 0):
         t0 = time.perf_counter()
