@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -17,11 +18,20 @@ class RunsMissing(RuntimeError):
     """No finished runs match the request; the message says what to run."""
 
 
-def load_runs(tracking_uri: str, experiment: str, grid: str | None = None, sweep: str | None = None) -> pd.DataFrame:
-    """Finished trial runs as a frame: run_id, variant, model, scale, seed, status + one column per test metric.
+def trial_runs(tracking_uri: str, experiment: str, grid: str | None = None, sweep: str | None = None) -> list:
+    """The MLflow runs of every trial (finished or not) of `experiment`, optionally of one grid and one sweep.
 
-    Raises `RunsMissing` (with the unfinished runs named) when nothing matches.
+    Raises `RunsMissing` when the experiment does not exist.
     """
+    if tracking_uri.startswith("sqlite:///"):  # opening a missing SQLite file would create an empty store
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        if not path.exists():
+            raise RunsMissing(
+                f"no MLflow store at {path} (--tracking-uri / MLFLOW_TRACKING_URI): run a sweep first, "
+                "or point --tracking-uri at the sweep's mlflow.db"
+            )
     mlflow_client = client(tracking_uri)
     found = mlflow_client.get_experiment_by_name(experiment)
     if found is None:
@@ -33,7 +43,15 @@ def load_runs(tracking_uri: str, experiment: str, grid: str | None = None, sweep
         query.append(f"tags.grid = '{grid}'")
     if sweep:
         query.append(f"tags.sweep = '{sweep}'")
-    runs = mlflow_client.search_runs([found.experiment_id], " and ".join(query), max_results=50_000)
+    return mlflow_client.search_runs([found.experiment_id], " and ".join(query), max_results=50_000)
+
+
+def load_runs(tracking_uri: str, experiment: str, grid: str | None = None, sweep: str | None = None) -> pd.DataFrame:
+    """Finished trial runs as a frame: run_id, variant, model, scale, seed, status + one column per test metric.
+
+    Raises `RunsMissing` (with the unfinished runs named) when nothing matches.
+    """
+    runs = trial_runs(tracking_uri, experiment, grid, sweep)
     rows, unfinished = [], []
     for run in runs:
         tags, metrics = run.data.tags, run.data.metrics
@@ -52,7 +70,10 @@ def load_runs(tracking_uri: str, experiment: str, grid: str | None = None, sweep
         (rows if tags.get("status") == "finished" else unfinished).append(row)
     if unfinished:
         names = ", ".join(sorted(f"{r['variant']} x{r['scale']} seed {r['seed']}" for r in unfinished))
-        print(f"note: {len(unfinished)} run(s) not finished and left out: {names} (finish them with --resume)")
+        print(
+            f"note: {len(unfinished)} run(s) not finished and left out: {names} (finish them with --resume)",
+            file=sys.stderr,
+        )
     if not rows:
         where = f"grid {grid!r}" if grid else "any grid"
         raise RunsMissing(
@@ -63,6 +84,15 @@ def load_runs(tracking_uri: str, experiment: str, grid: str | None = None, sweep
     conventions = frame["convention"].dropna().unique()
     if len(conventions) > 1:
         raise RunsMissing(f"runs mix metric conventions {sorted(conventions)}; select one sweep with --sweep")
+    fixed = frame[frame.grid != "hpo"]  # an hpo sweep's trials all share variant and seed by design
+    repeats = fixed.duplicated(["variant", "scale", "seed"], keep=False)
+    if repeats.any():
+        sweeps = ", ".join(sorted(fixed.loc[repeats, "sweep"].dropna().unique()))
+        print(
+            f"note: {int(repeats.sum())} runs repeat a variant x scale x seed (sweeps: {sweeps}); "
+            "each run counts once in a row's mean, std and seed count; select one sweep with --sweep",
+            file=sys.stderr,
+        )
     return frame
 
 

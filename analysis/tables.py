@@ -2,9 +2,11 @@
 
     python analysis/tables.py                          # every table the runs allow, markdown
     python analysis/tables.py --grid ablation --format latex
+    python analysis/tables.py --grid hpo               # Optuna trials, best configuration, parameter importances
 
-Cells are mean +- std over seeds; the best value of a column is bold and the second underlined, as in the paper.
-"p vs LLV-FSR" is a two-sided Wilcoxon signed-rank test on per-image PSNR (averaged over seeds), paired by face.
+Cells are mean ± std over seeds; the best value of a column is bold and the second underlined, as in the paper.
+"p vs LLV-FSR" is a two-sided paired t-test on test PSNR over seeds (`analysis.stats` says why); with one seed per
+row no p-value is printed, because a per-face test of two fixed networks says nothing about training variance.
 """
 
 from __future__ import annotations
@@ -14,72 +16,38 @@ import sys
 
 import numpy as np
 import pandas as pd
-from scipy.stats import wilcoxon
 
-from analysis.paper_numbers import HIGHER_IS_BETTER, METRICS, PRIOR_ORDER, TABLE1, TABLE1_ORDER, TABLE2, TABLE2_ORDER
-from analysis.runs import RunsMissing, load_runs, per_image
+from analysis.columns import present
+from analysis.hpo import hpo_tables, load_hpo
+from analysis.paper_numbers import METRICS, PRIOR_ORDER, TABLE1, TABLE1_ORDER, TABLE2, TABLE2_ORDER
+from analysis.render import decorate, rank_marks, render
+from analysis.runs import RunsMissing, load_runs
+from analysis.stats import TEST_NAME, aggregate, seed_tests
 from llvfsr.tracking import default_tracking_uri
 
 REFERENCE = "llvfsr"
-
-
-def aggregate(runs: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Mean, std and seed count per group of `keys`."""
-    present = [m for m in metrics if m in runs.columns]
-    grouped = runs.groupby(keys)[present]
-    out = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).fillna(0.0).add_suffix("_std"))
-    out["seeds"] = runs.groupby(keys).size()
-    return out
-
-
-def paired_p(tracking_uri: str, runs: pd.DataFrame, variant: str, scale: int, metric: str = "psnr") -> float:
-    """Wilcoxon p-value of `variant` vs LLV-FSR on per-image `metric` at `scale` (NaN when not computable)."""
-    mine = runs[(runs.variant == variant) & (runs.scale == scale)]
-    ref = runs[(runs.variant == REFERENCE) & (runs.scale == scale)]
-    if variant == REFERENCE or mine.empty or ref.empty:
-        return float("nan")
-    a = per_image(tracking_uri, list(mine.run_id), metric)
-    b = per_image(tracking_uri, list(ref.run_id), metric)
-    a, b = a.align(b, join="inner")
-    diff = (a - b).dropna()
-    if len(diff) < 2 or np.allclose(diff, 0):
-        return float("nan")
-    return float(wilcoxon(diff).pvalue)
-
-
-def rank_marks(values: pd.Series, higher: bool) -> dict:
-    """index -> "best" / "second" for a column."""
-    order = values.dropna().sort_values(ascending=not higher).index.tolist()
-    return {idx: mark for idx, mark in zip(order, ("best", "second"), strict=False)}
-
-
-def decorate(text: str, mark: str | None, fmt: str) -> str:
-    if mark is None or fmt == "csv":
-        return text
-    if fmt == "latex":
-        return f"\\textbf{{{text}}}" if mark == "best" else f"\\underline{{{text}}}"
-    return f"**{text}**" if mark == "best" else f"<u>{text}</u>"
-
-
-def digits(metric: str) -> int:
-    return {"psnr": 2, "psnr_eyes": 2, "psnr_face": 2, "ssim": 4, "niqe": 3, "lpips": 4, "landmark_error": 2}.get(
-        metric, 4
-    )
+TESTED_METRIC = "psnr"
+P_COLUMN = "p vs LLV-FSR"
 
 
 def build_table(
     stats: pd.DataFrame, rows: list, metrics: list[str], paper: dict | None, fmt: str, pvalues: dict | None = None
 ) -> pd.DataFrame:
-    """One formatted table: a row per entry of `rows` (index values of `stats`), paper value and delta beside ours."""
+    """One formatted table: a row per entry of `rows` (index values of `stats`), paper value and delta beside ours.
+
+    `metrics` are column names (`analysis.columns`); `pvalues` maps a row to its p-value (NaN: none), None: no column.
+    """
     rows = [r for r in rows if r in stats.index]
-    metrics = [m for m in metrics if f"{m}_mean" in stats.columns and stats.loc[rows, f"{m}_mean"].notna().any()]
-    marks = {m: rank_marks(stats.loc[rows, f"{m}_mean"], HIGHER_IS_BETTER[m]) for m in metrics}
+    logged = [m for m in metrics if f"{m}_mean" in stats.columns and stats.loc[rows, f"{m}_mean"].notna().any()]
+    columns = present(logged)
+    marks = {c.name: rank_marks(stats.loc[rows, f"{c.name}_mean"], c.higher_is_better) for c in columns}
     table = {}
     for row in rows:
         cells = {}
-        for m in metrics:
-            mean, std, d = stats.loc[row, f"{m}_mean"], stats.loc[row, f"{m}_std"], digits(m)
-            seeds = int(stats.loc[row, "seeds"])
+        seeds = int(stats.loc[row, "seeds"])
+        for column in columns:
+            m, d = column.name, column.digits
+            mean, std = stats.loc[row, f"{m}_mean"], stats.loc[row, f"{m}_std"]
             ours = "n/a" if pd.isna(mean) else f"{mean:.{d}f}" + (f" ± {std:.{d}f}" if seeds > 1 else "")
             cells[m.upper()] = decorate(ours, marks[m].get(row), fmt)
             published = (paper or {}).get(row)
@@ -87,75 +55,87 @@ def build_table(
                 value = published[METRICS.index(m)]
                 cells[f"{m.upper()} paper"] = f"{value:.{d}f}"
                 cells[f"{m.upper()} Δ"] = "n/a" if pd.isna(mean) else f"{mean - value:+.{d}f}"
-        cells["seeds"] = str(int(stats.loc[row, "seeds"]))
+        cells["seeds"] = str(seeds)
         if pvalues is not None:
             p = pvalues.get(row, float("nan"))
-            cells["p vs LLV-FSR"] = "—" if np.isnan(p) else f"{p:.2g}"
+            cells[P_COLUMN] = "—" if np.isnan(p) else f"{p:.2g}"
         table[row] = cells
     return pd.DataFrame.from_dict(table, orient="index")
 
 
-def render(frame: pd.DataFrame, fmt: str, title: str) -> str:
-    if frame.empty:
-        return ""
-    if fmt == "csv":
-        return f"# {title}\n{frame.to_csv()}"
-    if fmt == "latex":
-        return f"% {title}\n{frame.to_latex(escape=False)}"
-    return f"### {title}\n\n{frame.to_markdown()}\n"
+def significance(runs: pd.DataFrame, rows: list[str], scale: int) -> tuple[dict | None, list[str]]:
+    """The p-value column of a table (None when no row has two seeds shared with LLV-FSR) and its note."""
+    if REFERENCE not in rows:
+        return None, []
+    tests = seed_tests(runs, rows, REFERENCE, scale, TESTED_METRIC)
+    if all(t is None for t in tests.values()):
+        return None, [
+            "No p-values: fewer than two seeds shared with LLV-FSR. A per-face test of two fixed networks measures "
+            "test-face noise, not training variance; run the sweep with --seeds 3 or more for a test over seeds."
+        ]
+    pvalues = {row: (float("nan") if t is None else t.p) for row, t in tests.items()}
+    counts = sorted({t.seeds for t in tests.values() if t is not None})
+    return pvalues, [
+        f"{P_COLUMN}: {TEST_NAME}, on test {TESTED_METRIC.upper()}, over the {'/'.join(map(str, counts))} seeds a row "
+        "shares with LLV-FSR; — where fewer than two are shared."
+    ]
 
 
-def tables(tracking_uri: str, runs: pd.DataFrame, fmt: str, with_p: bool = True) -> list[str]:
+def tables(runs: pd.DataFrame, fmt: str, with_p: bool = True) -> list[str]:
+    """Every table the runs form, rendered: Table 1 and 2 per scale, and the per-prior ablation."""
     out = []
-    extra = [m for m in ("psnr_eyes", "psnr_face", "identity", "landmark_error") if m in runs.columns]
-    stats = aggregate(runs, ["variant", "scale"], [*METRICS, *extra])
+    metrics = [c.name for c in present(set(runs.columns))]
+    stats = aggregate(runs, ["variant", "scale"], metrics)
     for scale in sorted(runs.scale.unique()):
         at = stats.xs(scale, level="scale")
-        present = set(at.index)
-
-        def pvals(rows, scale=scale):
-            return {r: paired_p(tracking_uri, runs, r, scale) for r in rows} if with_p else None
-
-        t1_rows = [r for r in TABLE1_ORDER if r in present]
-        if len(t1_rows) > 1 and set(t1_rows) - {"llvfsr"}:
+        available = set(at.index)
+        sections = []
+        t1_rows = [r for r in TABLE1_ORDER if r in available]
+        if len(t1_rows) > 1 and set(t1_rows) - {REFERENCE}:
             paper = {k: v[scale] for k, v in TABLE1.items() if scale in v}
             title = f"Table 1, x{scale}: methods (ours: mean ± std over seeds; paper: MM-CelebA-HQ)"
-            out.append(render(build_table(at, t1_rows, [*METRICS, *extra], paper, fmt, pvals(t1_rows)), fmt, title))
-        t2_rows = [r for r in TABLE2_ORDER if r in present]
+            sections.append((title, t1_rows, paper))
+        t2_rows = [r for r in TABLE2_ORDER if r in available]
         if len(t2_rows) > 1:
-            paper = TABLE2 if scale == 8 else None
             title = f"Table 2, x{scale}: LVPFB ablation (Model 1: no priors; Model 2: concatenation; LLV-FSR)"
-            out.append(render(build_table(at, t2_rows, [*METRICS, *extra], paper, fmt, pvals(t2_rows)), fmt, title))
-        prior_rows = [r for r in PRIOR_ORDER if r in present and r != "llvfsr-model1"]
-        prior_rows += sorted(r for r in present if r.startswith("priors:"))
+            sections.append((title, t2_rows, TABLE2 if scale == 8 else None))
+        prior_rows = [r for r in PRIOR_ORDER if r in available and r != "llvfsr-model1"]
+        prior_rows += sorted(r for r in available if r.startswith("priors:"))
         if len(prior_rows) > 1:
-            title = f"Per-prior ablation (Fig. 9), x{scale}: LLV-FSR without each prior"
-            out.append(
-                render(build_table(at, prior_rows, [*METRICS, *extra], None, fmt, pvals(prior_rows)), fmt, title)
-            )
+            sections.append((f"Per-prior ablation (Fig. 9), x{scale}: LLV-FSR without each prior", prior_rows, None))
+        for title, rows, paper in sections:
+            pvalues, notes = significance(runs, rows, scale) if with_p else (None, [])
+            out.append(render(build_table(at, rows, metrics, paper, fmt, pvalues), fmt, title, notes))
     return [t for t in out if t]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Print Table 1 / Table 2 / the per-prior ablation from MLflow runs.")
+    parser = argparse.ArgumentParser(
+        description="Print Table 1 / Table 2 / the per-prior ablation (or an hpo sweep's trials) from MLflow runs."
+    )
     parser.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)"
     )
     parser.add_argument("--experiment", default="llvfsr", help="MLflow experiment name")
     parser.add_argument(
-        "--grid", default=None, choices=["smoke", "ablation", "priors", "table1", "hpo"], help="only this grid"
+        "--grid", default=None, help="only this grid's runs (its name in sweeps/grids.py: ablation, table1, hpo, ...)"
     )
     parser.add_argument("--sweep", default=None, help="only this sweep (a sweep name tag)")
     parser.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv"])
-    parser.add_argument("--no-significance", action="store_true", help="skip the paired tests (no artifact downloads)")
+    parser.add_argument("--no-significance", action="store_true", help="leave out the p-value column")
     args = parser.parse_args(argv)
     uri = args.tracking_uri or default_tracking_uri()
     try:
-        runs = load_runs(uri, args.experiment, args.grid, args.sweep)
+        if args.grid == "hpo":
+            rendered = hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)
+        else:
+            runs = load_runs(uri, args.experiment, args.grid, args.sweep)
+            rendered = tables(runs, args.format, with_p=not args.no_significance)
+            if args.grid is None and (runs.grid == "hpo").any():
+                rendered += hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)
     except RunsMissing as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    rendered = tables(uri, runs, args.format, with_p=not args.no_significance)
     if not rendered:
         print("error: the finished runs do not form any of the tables (need at least two methods)", file=sys.stderr)
         return 1

@@ -1,0 +1,34 @@
+"""The metric columns the tables can show, in order: one place to add a metric (name, digits, which way is better).
+
+A column appears in a table only when some run of that table logged it (``test_<name>`` in MLflow), so adding an
+entry here is all a new metric needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # the metric's name without the ``test_`` prefix, as logged by `llvfsr.evaluate`
+    digits: int  # decimals shown
+    higher_is_better: bool  # decides which value is bold (best) and underlined (second)
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("psnr", 2, True),
+    Column("ssim", 4, True),
+    Column("niqe", 3, False),
+    Column("lpips", 4, False),
+    Column("psnr_eyes", 2, True),  # synthetic faces only: the generator's exact eye masks
+    Column("psnr_face", 2, True),
+    Column("identity", 4, False),  # DeepFace cosine distance, SR vs HR (Fig. 7)
+    Column("landmark_error", 2, False),  # FSRNet / DIC landmark heads, pixels
+)
+BY_NAME = {column.name: column for column in COLUMNS}
+
+
+def present(names: list[str] | set[str]) -> list[Column]:
+    """The columns among `names` (the metrics some run logged), in table order."""
+    return [column for column in COLUMNS if column.name in names]
