@@ -123,9 +123,13 @@ class TrialRun:
         self.client = client(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
         existing = find_trial_run(tracking_uri, experiment_id, parent_run_id, tags["trial_id"])
+        self.logged_epochs: set[int] = set()
         if existing is not None:
             self.run_id = existing.info.run_id
             self.client.set_tag(self.run_id, "restored", "true")
+            # A retried trial resumes from its last checkpoint; epochs its dead attempt logged after that checkpoint
+            # are not logged twice.
+            self.logged_epochs = {m.step for m in self.client.get_metric_history(self.run_id, "train_loss")}
         else:
             run_tags = {
                 **tags,
@@ -136,10 +140,12 @@ class TrialRun:
             params = [mlflow.entities.Param(k, v[:6000]) for k, v in flatten(config).items()]
             for start in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
                 self.client.log_batch(self.run_id, params=params[start : start + 100])
+        self.tested = False
         self.active = mlflow.start_run(run_id=self.run_id, log_system_metrics=system_metrics)
 
     def log_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path) -> None:
-        self.mlflow.log_metrics(metrics, step=epoch)
+        if epoch not in self.logged_epochs:
+            self.mlflow.log_metrics(metrics, step=epoch)
         self.client.set_tag(self.run_id, "checkpoint", str(checkpoint))
         self.client.set_tag(self.run_id, "epochs_done", str(epoch))
 
@@ -153,6 +159,29 @@ class TrialRun:
             if (out_dir / name).exists():
                 self.mlflow.log_artifact(str(out_dir / name))
         self.client.set_tag(self.run_id, "status", "finished")
+        self.tested = True
 
-    def close(self, failed: bool = False) -> None:
-        self.mlflow.end_run("FAILED" if failed else "FINISHED")
+    def close(self, error: BaseException | None = None, stopped: bool = False) -> None:
+        """End the run: FINISHED; FAILED with the error named in tags; KILLED if stopped before its test."""
+        status = "FINISHED"
+        if error is not None:
+            status = "FAILED"
+            self.client.set_tag(self.run_id, "status", "failed")
+            self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+        elif stopped and not self.tested:
+            status = "KILLED"
+            self.client.set_tag(self.run_id, "status", "stopped")
+        self.mlflow.end_run(status)
+
+
+def close_finished_run(tracking_uri: str, run) -> None:
+    """Mark FINISHED a trial run that was tested but whose process died before it could end the run."""
+    if run.info.status != "FINISHED":
+        client(tracking_uri).set_terminated(run.info.run_id, "FINISHED")
+
+
+def end_parent_run(tracking_uri: str, parent_run_id: str, failed: list[str]) -> None:
+    """End the sweep's run: FAILED naming the trials that failed for good (tag ``failed_trials``), else FINISHED."""
+    mlflow_client = client(tracking_uri)
+    mlflow_client.set_tag(parent_run_id, "failed_trials", "; ".join(failed)[:5000] if failed else "none")
+    mlflow_client.set_terminated(parent_run_id, "FAILED" if failed else "FINISHED")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from llvfsr.config import ExperimentConfig
 from llvfsr.data.loading import ensure_priors
-from llvfsr.tracking import client, default_tracking_uri, ensure_experiment, start_parent_run
+from llvfsr.tracking import default_tracking_uri, end_parent_run, ensure_experiment, start_parent_run
 from sweeps.grids import Grid, variant_priors
 from sweeps.presets import PRESETS
 from sweeps.trial import SweepContext, trial_fn
@@ -106,7 +106,9 @@ def launch(args: argparse.Namespace, grid: Grid, base: ExperimentConfig, preset_
             from ray.tune.search.optuna import OptunaSearch
 
             tune_config = tune.TuneConfig(
-                search_alg=OptunaSearch(metric="val_psnr", mode="max", seed=0),
+                search_alg=OptunaSearch(
+                    metric="val_psnr", mode="max", seed=0, study_name=sweep, storage=optuna_storage(work_dir)
+                ),
                 num_samples=args.trials,
                 max_concurrent_trials=args.max_concurrent or None,
             )
@@ -121,11 +123,27 @@ def launch(args: argparse.Namespace, grid: Grid, base: ExperimentConfig, preset_
         )
     results = tuner.fit()
     failed = [r for r in results if r.error is not None]
-    client(tracking_uri).set_terminated(parent, "FAILED" if failed else "FINISHED")
+    end_parent_run(tracking_uri, parent, [failed_trial_name(r) for r in failed])
     print(
         f"\nsweep {sweep}: {len(results) - len(failed)} trial(s) finished, {len(failed)} failed; "
         f"MLflow: {tracking_uri} experiment {args.experiment!r}"
     )
     for result in failed:
-        print(f"  failed: {result.path}: {result.error}")
+        print(f"  failed: {failed_trial_name(result)} ({result.path})")
     return 1 if failed else 0
+
+
+def failed_trial_name(result) -> str:
+    """A failed trial as the parent run names it: variant, scale, seed and the last line of its error."""
+    config = result.config or {}
+    error = str(result.error).strip().splitlines() or ["unknown error"]
+    return f"{config.get('variant')} x{config.get('scale')} seed {config.get('seed')}: {error[-1]}"
+
+
+def optuna_storage(work_dir: str):
+    """The hpo grid's Optuna study on disk (``<sweep>/optuna.db``): what the searcher was told, kept for analysis."""
+    from optuna.storages import RDBStorage
+
+    path = Path(work_dir).parent / "optuna.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return RDBStorage(f"sqlite:///{path}")

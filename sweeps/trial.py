@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,11 @@ def experiment_for(ctx: SweepContext, params: dict, trial_id: str) -> tuple[Vari
     return variant, config
 
 
+# Tests set this to an epoch number: a trial's first attempt then dies (SIGKILL, as from the OOM killer) right
+# after reporting that epoch's checkpoint, so that Tune's retry from the checkpoint is exercised for real.
+KILL_AFTER_EPOCH_ENV = "LLVFSR_TEST_KILL_TRIAL_AFTER_EPOCH"
+
+
 class TuneHooks(TrainHooks):
     """Reports each epoch to Tune with its checkpoint and mirrors everything into the trial's MLflow run."""
 
@@ -74,15 +80,23 @@ class TuneHooks(TrainHooks):
     def on_epoch(self, epoch: int, metrics: dict[str, float], checkpoint: Path) -> None:
         from ray.tune import Checkpoint
 
+        if self.restored is not None and not self.last:  # the first epoch of a retried or resumed attempt
+            self.run.client.set_tag(self.run.run_id, "resumed_from_epoch", str(epoch - 1))
         self.last = {**metrics, "epoch": epoch}
         self.run.log_epoch(epoch, metrics, checkpoint)
         with tempfile.TemporaryDirectory() as folder:
             shutil.copy(checkpoint, Path(folder) / "checkpoint.pt")
             self.report({**metrics, "epoch": epoch}, checkpoint=Checkpoint.from_directory(folder))
+        if self.restored is None and os.environ.get(KILL_AFTER_EPOCH_ENV) == str(epoch):
+            os.kill(os.getpid(), signal.SIGKILL)  # fault injection for tests: the OS kills the worker mid-trial
 
     def on_test(self, summary: dict[str, float], out_dir: Path) -> None:
         self.run.log_test(summary, out_dir)
-        self.report({**self.last, **summary, "done": True})  # the searcher reads val_psnr from the last report
+        # No "done": True here. Tune answers a done result by stopping the trial inside `report` (SystemExit(0) in
+        # this thread) before the MLflow run is closed; the run then ended FAILED and the actor was torn down under
+        # the still-running thread ("Fatal Python error: Aborted"). The trial ends when this function returns, and
+        # the searcher reads val_psnr from this, the last report.
+        self.report({**self.last, **summary})
 
 
 def _restored_checkpoint(checkpoint) -> Path | None:
@@ -95,21 +109,25 @@ def _restored_checkpoint(checkpoint) -> Path | None:
 def _run_and_track(ctx: SweepContext, params: dict, trial_id: str, report, checkpoint) -> dict:
     import ray
 
-    from llvfsr.tracking import TrialRun, find_trial_run, trial_tags
+    from llvfsr.tracking import TrialRun, close_finished_run, find_trial_run, trial_tags
 
     variant, config = experiment_for(ctx, params, trial_id)
     done = find_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, trial_id)
     if done is not None and done.data.tags.get("status") == "finished":
         # The driver died after this trial finished but before Tune recorded it: report, do not run it again.
-        report({**done.data.metrics, "done": True})
+        close_finished_run(ctx.tracking_uri, done)
+        report(dict(done.data.metrics))
         return dict(done.data.metrics)
     tags = trial_tags(config, variant.name, ctx.grid, ctx.sweep, trial_id, variant_priors(variant))
     tags.update({"node_id": ray.get_runtime_context().get_node_id(), "world_size": str(ctx.workers_per_trial)})
     run = TrialRun(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, tags, config)
     try:
         summary = train(config, TuneHooks(run, report, _restored_checkpoint(checkpoint)))
-    except BaseException:
-        run.close(failed=True)
+    except Exception as error:
+        run.close(error=error)
+        raise
+    except BaseException:  # SystemExit(0) from `report`: Tune stopped the trial (a scheduler, the driver ending)
+        run.close(stopped=True)
         raise
     run.close()
     return summary
@@ -138,7 +156,7 @@ class ReportOnlyHooks(TrainHooks):
         self.report({**metrics, "epoch": epoch})
 
     def on_test(self, summary: dict[str, float], out_dir: Path) -> None:
-        self.report({"done": True})
+        self.report({})
 
 
 def trial_fn(params: dict, ctx: SweepContext) -> None:

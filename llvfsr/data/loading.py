@@ -8,6 +8,7 @@ trials (`ensure_priors`, called by the sweep driver and the single-run CLI) and 
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,7 +90,11 @@ def open_store(data: DataConfig, split: str):
 
 
 def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), progress: bool = True) -> None:
-    """Extract whatever the prior stores of these splits still lack for `fields` (resumable, idempotent)."""
+    """Extract whatever the prior stores of these splits still lack for `fields` (resumable, idempotent).
+
+    Every shard the fields need is checked against its checksum first: a shard that is damaged or missing is
+    re-extracted (with a line on stderr naming it) instead of failing every trial that later reads it.
+    """
     if not fields:
         return
     from llvfsr.priors.sources import make_source
@@ -101,6 +106,11 @@ def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), 
         store = PriorStore.open(data.priors_root, dataset, split, data.scale)
         status = store.status()
         missing = {kind for kind in fields if not _complete(status, kind, names[kind])}
+        damaged = store.damaged_shards([f for kind in sorted(fields - missing) for f in _store_fields(kind)])
+        for problems in damaged.values():
+            for problem in problems:
+                print(f"prior store: {problem}; re-extracting it", file=sys.stderr)
+        missing |= {kind for kind in fields if set(_store_fields(kind)) & set(damaged)}
         if not missing:
             continue  # e.g. extracted beforehand with `python -m llvfsr.priors extract --source-option ...`
         sources = {kind: make_source(kind, names[kind]) for kind in sorted(missing)}
@@ -108,9 +118,14 @@ def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), 
         store.extract(dataset, sources, encoder, progress=progress)
 
 
+def _store_fields(kind: str) -> list[str]:
+    """The store fields that hold a prior kind: the texts and their embeddings, or the kind itself."""
+    return [f"{kind}_text", f"{kind}_emb"] if kind in TEXT_FIELDS else [kind]
+
+
 def _complete(status: dict, kind: str, source: str) -> bool:
     """`store.status()` says it holds `kind` from the source of that name (and, for texts, its embeddings)."""
-    fields = [f"{kind}_text", f"{kind}_emb"] if kind in TEXT_FIELDS else [kind]
+    fields = _store_fields(kind)
     return all(status.get(f, {}).get("complete") for f in fields) and status[fields[0]]["source"] == source
 
 

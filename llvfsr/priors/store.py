@@ -238,6 +238,19 @@ class PriorStore:
             raise PriorStoreError("damaged prior store:\n" + "\n".join(problems))
         return problems
 
+    def damaged_shards(self, fields: list[str]) -> dict[str, list[str]]:
+        """Per field of `fields` that the manifest records: the problems of its shards whose file is missing or
+        fails its sha256 (reads every shard; `status` only sees that files exist)."""
+        damaged: dict[str, list[str]] = {}
+        for field in fields:
+            record = self.record(field)
+            for shard in sorted(record["shards"] if record else [], key=int):
+                try:
+                    self._read_bytes(field, int(shard))
+                except PriorStoreError as err:
+                    damaged.setdefault(field, []).append(str(err))
+        return damaged
+
     # --------------------------------------------------------------------------------------------- writing
     def prepare_field(self, field: str, source: dict[str, Any], inputs: dict[str, Any]) -> bool:
         """Make the field's record match a source fingerprint and inputs, discarding it (and dependants) if not.

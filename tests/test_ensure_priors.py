@@ -1,0 +1,54 @@
+"""`ensure_priors` (run by the sweep driver and `llvfsr.train` before any trial) repairs damaged prior stores."""
+
+import torch
+
+from llvfsr.config import DataConfig
+from llvfsr.data.loading import ensure_priors, open_store
+from llvfsr.priors.store import PriorStore
+
+FIELDS = {"mask", "caption"}
+
+
+def tiny_data(root) -> DataConfig:
+    return DataConfig(
+        hr_size=32,
+        train_n=12,
+        test_n=4,
+        priors_root=str(root),
+        text_encoder="tiny",
+        text_pretrained=None,
+        allow_random_text_encoder=True,
+    )
+
+
+def flip_a_byte(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_shards_are_named_and_re_extracted_before_training(tmp_path, capsys):
+    data = tiny_data(tmp_path)
+    ensure_priors(data, FIELDS, splits=("train",), progress=False)
+    store = open_store(data, "train")
+    before = store.load(FIELDS)
+    mask, caption_emb = store.shard_path("mask", 0), store.shard_path("caption_emb", 0)
+    stamps = {path: path.stat().st_mtime_ns for path in (store.directory / "mask").iterdir()}
+    capsys.readouterr()
+
+    ensure_priors(data, FIELDS, splits=("train",), progress=False)  # intact: nothing said, nothing rewritten
+    assert capsys.readouterr().err == ""
+    assert {path: path.stat().st_mtime_ns for path in (store.directory / "mask").iterdir()} == stamps
+
+    flip_a_byte(mask)
+    flip_a_byte(caption_emb)
+    assert len(PriorStore.at(store.directory).verify(raise_on_error=False)) == 2
+    ensure_priors(data, FIELDS, splits=("train",), progress=False)
+    err = capsys.readouterr().err
+    assert f"prior store: {mask}: checksum mismatch" in err and f"prior store: {caption_emb}: checksum" in err
+    assert err.count("re-extracting it") == 2
+    repaired = PriorStore.at(store.directory)
+    assert repaired.verify(raise_on_error=False) == []
+    after = repaired.load(FIELDS)
+    assert torch.equal(after.mask, before.mask)  # the synthetic sources are exact: the same priors come back
+    assert torch.equal(after.caption.tokens, before.caption.tokens)
