@@ -364,12 +364,17 @@ def main(argv: list[str] | None = None) -> int:
               + (" + fused Adam" + (" + torch.compile" if settings.compile else "") if device.type == "cuda" else "")
               + "\n", flush=True)  # fmt: skip
 
+        done: list[BenchRow] = []
+
         def progress(row: BenchRow) -> None:
             status = (
                 row.error
                 or f"train {fmt(row.train_images_s, '.2f')} img/s, infer {fmt(row.infer_images_s, '.2f')} img/s"
             )
             print(f"  {row.model} x{row.scale} {row.path}: {status}", file=sys.stderr, flush=True)
+            done.append(row)
+            if args.csv:  # after every row: a run stopped by a time limit (scripts/gpu_check.sh) keeps what it measured
+                write_csv(done, args.csv)
 
         start = time.perf_counter()
         rows = run_bench(models, args.scales, settings, fast=not args.no_fast, progress=progress)
