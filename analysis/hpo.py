@@ -102,13 +102,18 @@ def _report(sweep: str, runs: list) -> HpoReport:
         trials = trials.sort_values(OBJECTIVE, ascending=False)
     best = None if trials.empty else str(trials.index[0])
     ranked = None
-    if len(trials) >= MIN_TRIALS_FOR_IMPORTANCE:
-        ranked = importances(trials, params)
-    else:
+    varying = [p for p in params if not trials.empty and trials[p].astype(str).nunique() > 1]
+    if len(trials) < MIN_TRIALS_FOR_IMPORTANCE:
         notes.append(
             f"parameter importances need at least {MIN_TRIALS_FOR_IMPORTANCE} finished trials, this sweep has "
             f"{len(trials)}: too few for fANOVA to tell a parameter's effect from noise (run with --trials 8 or more)"
         )
+    elif not varying:
+        notes.append("no parameter importances: every parameter took one value in every trial")
+    else:
+        ranked = importances(trials, varying)
+        if constant := [p for p in params if p not in varying]:
+            notes.append(f"not ranked, one value in every trial: {', '.join(constant)}")
     return HpoReport(sweep, first.get("model", "?"), int(first.get("scale", 0)), trials, params, best, ranked, notes)
 
 

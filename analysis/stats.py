@@ -6,8 +6,8 @@ these faces: with 64 faces it gives p ~ 1e-9 for gaps inside the seed-to-seed sp
 training variance. The unit of replication is the training run (Henderson et al., "Deep Reinforcement Learning that
 Matters", AAAI 2018; Agarwal et al., "Deep RL at the Edge of the Statistical Precipice", NeurIPS 2021). So each
 seed contributes one number, its run's mean test metric, and two rows are compared with a two-sided paired t-test
-over the seeds both have: seed s of two variants draws the same batch order and holds out the same validation faces
-(`llvfsr.train`), so pairing removes what they share. With fewer than two shared seeds there is no test.
+over the seeds both have: seed s of every variant draws the same batch order (`llvfsr.train`), so pairing removes
+what they share. With fewer than two shared seeds there is no test.
 """
 
 from __future__ import annotations

@@ -62,3 +62,14 @@ def test_too_few_trials_give_no_importances_and_say_why(store, capsys):
     assert "1 trial(s) not finished and left out: hpo-a_crashed" in out
     (report,) = load_hpo(store["uri"], EXPERIMENT)
     assert report.params == ["train.lr", "train.batch_size", "model.width"] and report.importances is None
+
+
+def test_parameters_that_never_varied_are_not_ranked(store, capsys):
+    for i in range(MIN_TRIALS_FOR_IMPORTANCE):
+        params = {"lr": 3e-4, "batch_size": 16, "width": 32}  # fANOVA would split 1/3 each over constant parameters
+        log_trial(store, "hpo", "hpo", 0, {"psnr": 20.0}, sweep="flat", val=(20.0 + i,), params=params,
+                  trial_id=f"flat_{i}")  # fmt: skip
+    assert main(["--tracking-uri", store["uri"], "--experiment", EXPERIMENT, "--grid", "hpo"]) == 0
+    out = capsys.readouterr().out
+    assert "Parameter importances" not in out
+    assert "no parameter importances: every parameter took one value in every trial" in out

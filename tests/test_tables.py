@@ -132,7 +132,7 @@ def test_a_missing_store_or_experiment_is_one_error_line(store, tmp_path, capsys
     missing = tmp_path / "typo.db"
     assert main(["--tracking-uri", f"sqlite:///{missing}"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: no MLflow store at {missing}") and err.count("\n") == 1
+    assert err.startswith("error: ") and str(missing) in err and err.count("\n") == 1
     assert not missing.exists()  # not created empty by opening it
     assert main(["--tracking-uri", store["uri"], "--experiment", "nowhere", "--grid", "hpo"]) == 1
     err = capsys.readouterr().err
