@@ -1,0 +1,81 @@
+"""The robustness table (counterfactual priors at test time, `sweeps/robustness.py`) and its colour figure.
+
+One row per variant x counterfactual, mean ± std over seeds: PSNR / SSIM change against the same checkpoints on
+the true priors, iris-colour balanced accuracy (chance 0.20) and the hallucination rate of the text edits (how
+often the SR face shows the iris colour the wrong text states).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = {  # metric -> column title
+    "delta_psnr": "ΔPSNR (dB)",
+    "delta_ssim": "ΔSSIM",
+    "test_attr_eye_colour_bacc": "iris bacc",
+    "test_hallucination_eye_colour": "iris halluc.",
+    "test_hallucination_glasses": "frames halluc.",
+}
+
+
+def robustness_runs(tracking_uri: str, experiment: str, sweep: str | None = None) -> pd.DataFrame:
+    """One row per robustness run: variant, seed, counterfactual and its metrics."""
+    from llvfsr.tracking import client
+
+    mlflow_client = client(tracking_uri)
+    found = mlflow_client.get_experiment_by_name(experiment)
+    if found is None:
+        return pd.DataFrame()
+    query = "tags.role = 'robustness'" + (f" and tags.sweep = '{sweep}'" if sweep else "")
+    rows = []
+    for run in mlflow_client.search_runs([found.experiment_id], query, max_results=10000):
+        if run.info.status != "FINISHED":
+            continue
+        tags = run.data.tags
+        rows.append({"variant": tags.get("variant"), "seed": tags.get("seed"), "sweep": tags.get("sweep"),
+                     "counterfactual": tags.get("counterfactual"), **run.data.metrics})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def robustness_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Variant x counterfactual rows; cells 'mean ± std (n seeds)' of each metric present."""
+    metrics = [m for m in COLUMNS if m in frame]
+    out = []
+    for (variant, name), group in frame.groupby(["variant", "counterfactual"], sort=True):
+        row = {"variant": variant, "counterfactual": name, "seeds": len(group)}
+        for metric in metrics:
+            values = group[metric].dropna()
+            if values.empty:
+                row[COLUMNS[metric]] = "-"
+            elif len(values) == 1:
+                row[COLUMNS[metric]] = f"{values.iloc[0]:.3f}"
+            else:
+                row[COLUMNS[metric]] = f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def draw_colour_counterfactuals(views: dict, path: Path, title: str = "") -> None:
+    """LR | HR | SR under a description stating each iris colour (the true one marked), one row, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from llvfsr.data.synthetic_attributes import ATTRIBUTES
+
+    colours = ATTRIBUTES["eye_colour"]
+    panels = [("LR", views["lr"]), ("HR", views["hr"])] + [
+        (f"'{c}'" + (" (true)" if c == views["true"] else ""), views[c]) for c in colours
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.9 * len(panels), 2.3))
+    for ax, (label, image) in zip(axes, panels, strict=True):
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"one test face, its description stating each iris colour — {title}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,123 @@
+"""Counterfactual priors at test time: each rewrite does what it says, hallucination rates count the right faces,
+and `sweeps/robustness.py` logs one finished MLflow child run per trial x counterfactual, resumes, and tabulates."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from llvfsr.counterfactual import (
+    counterfactual_names,
+    counterfactuals,
+    hallucination_rates,
+    next_colour,
+)
+from llvfsr.data.datasets import SyntheticFaces
+from llvfsr.data.loading import ensure_priors, load_split
+from llvfsr.tracking import client, ensure_experiment
+
+FIELDS = {"mask", "depth", "caption", "description"}
+
+
+@pytest.fixture(scope="module")
+def data_config(tmp_path_factory) -> DataConfig:
+    config = DataConfig(
+        hr_size=32, train_n=12, val_n=2, test_n=6, priors_root=str(tmp_path_factory.mktemp("priors")),
+        text_encoder="tiny", text_pretrained=None, allow_random_text_encoder=True,
+    )  # fmt: skip
+    ensure_priors(config, FIELDS, progress=False)
+    return config
+
+
+@pytest.fixture(scope="module")
+def rewritten(data_config):
+    data = load_split(data_config, "test", FIELDS, torch.device("cpu"))
+    return data, {cf.name: cf for cf in counterfactuals(data, data_config, FIELDS)}
+
+
+def test_every_counterfactual_is_built_for_the_priors_a_model_reads(rewritten):
+    _, by_name = rewritten
+    assert list(by_name) == counterfactual_names(FIELDS)
+    assert counterfactual_names({"mask"}) == ["none", "mask:shift", "mask:erode", "blank:mask"]
+
+
+def test_rewrites_change_only_their_prior(rewritten):
+    data, by_name = rewritten
+    p = data.priors
+    shifted = by_name["mask:shift"].data.priors
+    assert torch.equal(shifted.mask, torch.roll(p.mask, (1, 1), dims=(-2, -1)))  # 32 px: 1/32 of the image
+    assert torch.equal(shifted.depth, p.depth) and torch.equal(shifted.description.tokens, p.description.tokens)
+    eroded = by_name["mask:erode"].data.priors.mask
+    changed = eroded != p.mask
+    assert changed.any() and (eroded[changed] == 0).all()  # boundaries became background, nothing else moved
+    noisy = by_name["depth:noise"].data.priors.depth.float()
+    assert noisy.min() >= 0 and noisy.max() <= 1 and (noisy - p.depth.float()).abs().mean() > 0.02
+    assert (by_name["blank:mask"].data.priors.mask == 0).all() and (by_name["blank:depth"].data.priors.depth == 0).all()
+    swapped = by_name["description:swap"].data.priors.description.tokens
+    assert torch.equal(swapped[1:], p.description.tokens[:-1]) and torch.equal(swapped[0], p.description.tokens[-1])
+    blank = by_name["blank:caption"].data.priors.caption.valid
+    assert (blank.sum(1) == 2).all()  # start and end-of-text tokens only
+
+
+def test_colour_edit_states_the_next_colour_and_changes_only_that_text(rewritten, data_config):
+    data, by_name = rewritten
+    edit = by_name["description:eye-colour"]
+    faces = SyntheticFaces("test", 6, hr_size=32)
+    truth = [faces.exact_priors(i).attributes["eye_colour"] for i in range(6)]
+    assert edit.stated["eye_colour"] == [next_colour(c) for c in truth]
+    assert not torch.equal(edit.data.priors.description.tokens, data.priors.description.tokens)
+    assert torch.equal(edit.data.priors.caption.tokens, data.priors.caption.tokens)
+
+
+def test_hallucination_rate_counts_faces_showing_the_stated_value():
+    frame = pd.DataFrame({"attr_eye_colour": ["blue", "green", "grey", "amber"]})
+    stated = {"eye_colour": ["blue", "blue", None, "grey"]}  # None: the text states the truth there
+    assert hallucination_rates(frame, stated) == {"hallucination_eye_colour": pytest.approx(1 / 3)}
+
+
+def test_robustness_pass_logs_finished_runs_resumes_and_tabulates(data_config, tmp_path, capsys):
+    from analysis.robustness import robustness_runs, robustness_table
+    from llvfsr.train import train
+    from sweeps.robustness import main
+
+    out = tmp_path / "trial"
+    train_cfg = TrainConfig(epochs=1, batch_size=4, lpips=False, niqe=False, n_samples=0, device="cpu")
+    tiny = (("body_down", 2), ("heads", 2), ("num_blocks", 1), ("width", 8))
+    train(ExperimentConfig(data=data_config, model=ModelConfig("llvfsr", tiny), train=train_cfg, out_dir=str(out)))
+    # a finished sweep as `sweeps/run.py` records it: a parent run and one trial child run with its checkpoint
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow_client = client(uri)
+    eid = ensure_experiment(uri, "llvfsr")
+    parent = mlflow_client.create_run(eid, tags={"role": "sweep", "sweep": "s1"}).info.run_id
+    trial_tags = {"role": "trial", "mlflow.parentRunId": parent, "variant": "llvfsr", "seed": "0", "sweep": "s1",
+                  "priors": "caption,depth,description,mask", "checkpoint": str(out / "checkpoint.pt")}  # fmt: skip
+    trial = mlflow_client.create_run(eid, tags=trial_tags).info.run_id
+    mlflow_client.set_terminated(trial, "FINISHED")
+
+    assert main(["--sweep", "s1", "--tracking-uri", uri, "--only", "description:eye-colour,mask:shift"]) == 0
+    runs = mlflow_client.search_runs([eid], "tags.role = 'robustness'")
+    assert sorted(r.data.tags["counterfactual"] for r in runs) == ["description:eye-colour", "mask:shift", "none"]
+    assert all(r.info.status == "FINISHED" and r.data.tags["mlflow.parentRunId"] == parent for r in runs)
+    by_name = {r.data.tags["counterfactual"]: r.data.metrics for r in runs}
+    assert by_name["none"]["delta_psnr"] == 0.0
+    assert 0 <= by_name["description:eye-colour"]["test_hallucination_eye_colour"] <= 1
+    assert np.isfinite(by_name["mask:shift"]["delta_psnr"])
+
+    capsys.readouterr()
+    assert main(["--sweep", "s1", "--tracking-uri", uri, "--only", "description:eye-colour,mask:shift"]) == 0
+    assert "logged 0 robustness run(s)" in capsys.readouterr().out  # resumed: nothing evaluated twice
+    assert len(mlflow_client.search_runs([eid], "tags.role = 'robustness'")) == 3
+
+    table = robustness_table(robustness_runs(uri, "llvfsr", sweep="s1"))
+    assert list(table.counterfactual) == ["description:eye-colour", "mask:shift", "none"]
+    assert table.loc[table.counterfactual == "none", "ΔPSNR (dB)"].item() == "0.000"
+
+
+def test_robustness_cli_names_a_missing_sweep(tmp_path, capsys):
+    from sweeps.robustness import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_experiment(uri, "llvfsr")
+    assert main(["--sweep", "nope", "--tracking-uri", uri]) == 2
+    assert "--sweep 'nope'" in capsys.readouterr().err
