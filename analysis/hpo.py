@@ -42,10 +42,12 @@ class HpoReport:
 
 
 def _value(raw: str) -> object:
+    """A flat param's value: JSON scalars decoded; lists and objects kept as their text (hashable, comparable)."""
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (TypeError, ValueError):
         return raw
+    return value if value is None or isinstance(value, (bool, int, float, str)) else raw
 
 
 def _searched(frames: list[dict]) -> list[str]:
@@ -69,14 +71,11 @@ def importances(trials: pd.DataFrame, params: list[str]) -> dict[str, float]:
     from optuna.importance import FanovaImportanceEvaluator
 
     optuna.logging.set_verbosity(logging.WARNING)
-    distributions = {p: _distribution(list(trials[p])) for p in params}
+    records = trials[params].to_dict("records")  # python scalars, each column its own type
+    distributions = {p: _distribution([r[p] for r in records]) for p in params}
     study = optuna.create_study(direction="maximize")
-    for _, row in trials.iterrows():
-        study.add_trial(
-            optuna.trial.create_trial(
-                params={p: row[p] for p in params}, distributions=distributions, value=float(row[OBJECTIVE])
-            )
-        )
+    for record, value in zip(records, trials[OBJECTIVE], strict=True):
+        study.add_trial(optuna.trial.create_trial(params=record, distributions=distributions, value=float(value)))
     found = optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
     return {p: float(found.get(p, 0.0)) for p in sorted(params, key=lambda p: -found.get(p, 0.0))}
 
