@@ -1,6 +1,9 @@
 """The paper's figures, drawn from prior stores and MLflow runs; `priors` draws Fig. 4 (the language-vision priors).
 
     python -m analysis.figures priors --store STORE_DIR --n 4 --out fig4.png
+    python -m analysis.figures identity --grid table1              # Fig. 7
+    python -m analysis.figures compare --grid table1 --scale 8     # Fig. 5 (--scale 16: Fig. 6)
+    python -m analysis.figures compare --grid ablation             # Figs. 8 and 9
 
 STORE_DIR is one prior store (``<root>/<dataset-key>/<split>/x<scale>``). Its faces are read from the dataset the
 store was made for, rebuilt from the manifest's dataset fingerprint, or named with ``--dataset`` (synthetic or
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from llvfsr.errors import cli_entry
 
 FIG4_COLUMNS = ("(a) HR", "(b) LR", "(c) Semantic mask", "(d) Depth", "(e) Caption", "(f) Description")
 
@@ -161,6 +166,46 @@ def _identity_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_command(args: argparse.Namespace) -> int:
+    from analysis.compare import (
+        ComparisonError,
+        common_ids,
+        comparison_figure,
+        fixed_boxes,
+        landmark_boxes,
+        load_columns,
+        log_to_parent,
+        pick_runs,
+        synthetic_landmarks,
+    )
+    from analysis.runs import RunsMissing, load_runs
+    from llvfsr.tracking import client, default_tracking_uri
+
+    uri = args.tracking_uri or default_tracking_uri()
+    methods = args.methods.split(",") if args.methods else None
+    try:
+        runs = pick_runs(load_runs(uri, args.experiment, args.grid, args.sweep), args.scale, methods, args.grid)
+        columns, shared = load_columns(uri, runs)
+        ids = common_ids(columns, shared, args.ids, args.faces)
+    except (RunsMissing, ComparisonError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    size = shared[f"{ids[0]}_hr"].shape[0]
+    landmarks = synthetic_landmarks(client(uri).get_run(columns[0].run_id).data.params, ids) or {}
+    boxes = {i: landmark_boxes(landmarks[i], size) if i in landmarks else fixed_boxes(size) for i in ids}
+    sweep = runs.sweep.iloc[0]
+    fig = comparison_figure(columns, shared, ids, boxes, title=f"{sweep}, x{args.scale}: LR | methods | HR")
+    out = args.out or Path(f"compare_{args.grid}_x{args.scale}.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, bbox_inches="tight")
+    parent = log_to_parent(uri, columns[0].run_id, out)
+    print(f"wrote {out} ({len(ids)} faces x {len(columns)} methods from sweep {sweep})")
+    if parent:
+        print(f"logged to the sweep's parent run {parent} as figures/{out.name}")
+    return 0
+
+
+@cli_entry()
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: `python -m analysis.figures <figure> ...`."""
     parser = argparse.ArgumentParser(prog="python -m analysis.figures", description=__doc__.split("\n")[0])
@@ -181,7 +226,28 @@ def main(argv: list[str] | None = None) -> int:
     identity.add_argument("--grid", default="table1", help="the grid whose runs to draw")
     identity.add_argument("--out", type=Path, default=Path("fig7_identity.png"), help="output image")
     identity.set_defaults(run=_identity_command)
+    compare = figures.add_parser(
+        "compare", help="Figs. 5, 6 (table1) and 8, 9 (ablation): LR | every method | HR with eye and mouth zooms"
+    )
+    compare.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: ./mlflow.db)")
+    compare.add_argument("--experiment", default="llvfsr", help="MLflow experiment name")
+    compare.add_argument("--grid", default="table1", help="the grid whose runs to draw (table1, ablation, ...)")
+    compare.add_argument("--scale", type=int, choices=(8, 16), default=8, help="x8 (Fig. 5) or x16 (Fig. 6)")
+    compare.add_argument("--sweep", default=None, help="the sweep to draw, when the grid ran more than once")
+    compare.add_argument(
+        "--methods", default=None, help="comma-separated variants, in order (e.g. Fig. 8: llvfsr-model1,llvfsr-model2,"
+        "llvfsr); default: every variant of the grid"
+    )  # fmt: skip
+    compare.add_argument("--faces", type=int, default=3, help="draw the first N saved test faces")
+    compare.add_argument("--ids", nargs="+", default=None, help="draw these saved test face ids instead")
+    compare.add_argument("--out", type=Path, default=None, help="output image (default: compare_GRID_xSCALE.png)")
+    compare.set_defaults(run=_compare_command)
     args = parser.parse_args(argv)
+    if hasattr(args, "tracking_uri"):  # an unreachable server fails now, not after MLflow's minutes of retries
+        from llvfsr.cli import check_tracking_uri
+        from llvfsr.tracking import default_tracking_uri
+
+        check_tracking_uri(args.tracking_uri or default_tracking_uri(), must_exist=True)
     return args.run(args)
 
 

@@ -47,6 +47,23 @@ def synthetic_regions(config: ExperimentConfig, count: int) -> tuple[np.ndarray,
     return np.stack([eye_region_mask(m) for m in masks]), np.stack([face_region_mask(m) for m in masks])
 
 
+def save_sr_faces(lr: Tensor, sr: Tensor, hr: Tensor, ids: list[str], folder: Path) -> None:
+    """Write each face as ``<id>.png`` (SR), ``<id>_lr.png`` and ``<id>_hr.png`` (uint8 PNG, no resizing).
+
+    The visual comparisons (``python -m analysis.figures compare``) put the same faces of every run of a sweep
+    side by side; the first test ids are the same in every run of a dataset, so each run saves its own SR of them.
+    """
+    from PIL import Image
+
+    from llvfsr.data.degrade import to_uint8
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix, images in (("", sr), ("_lr", lr), ("_hr", hr)):
+        pixels = to_uint8(images.float().clamp(0, 1), channels_last=True).cpu().numpy()
+        for face_id, image in zip(ids, pixels, strict=True):
+            Image.fromarray(image).save(folder / f"{face_id}{suffix}.png")
+
+
 def synthetic_attribute_reader(config: ExperimentConfig, count: int):
     """The text-only attribute reader of the first `count` synthetic test faces (`synthetic_attributes`), or None."""
     if config.data.dataset != "synthetic":
@@ -119,6 +136,9 @@ def evaluate_split(
             rows.setdefault("landmark_error_centre", []).extend(
                 (priors.landmarks.float() - centre).norm(dim=-1).mean(-1).cpu().double().tolist()
             )
+        if start < tcfg.sr_faces:
+            n = min(tcfg.sr_faces - start, len(index))
+            save_sr_faces(lr[:n], sr[:n], hr[:n], list(data.ids[start : start + n]), out_dir / "sr_faces")
         if start == 0 and tcfg.n_samples > 0:
             n = min(tcfg.n_samples, len(index))
             save_samples(lr[:n], sr[:n], hr[:n], out_dir / "samples.png")

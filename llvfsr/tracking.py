@@ -158,6 +158,8 @@ class TrialRun:
         for name in ("per_image.csv", "samples.png", "summary.json", "config.json"):
             if (out_dir / name).exists():
                 self.mlflow.log_artifact(str(out_dir / name))
+        if (out_dir / "sr_faces").is_dir():  # the faces `python -m analysis.figures compare` sets side by side
+            self.mlflow.log_artifacts(str(out_dir / "sr_faces"), "sr_faces")
         self.client.set_tag(self.run_id, "status", "finished")
         self.tested = True
 

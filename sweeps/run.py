@@ -67,6 +67,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--source", action="append", metavar="KIND=NAME", help="prior source, e.g. mask=sam (real data)")
     p.add_argument("--text-pretrained", default=None, help="CLIP weights: open_clip tag or local path")
     p.add_argument("--only", default=None, help="comma-separated variant names: run only these of the grid")
+    p.add_argument(
+        "--identity",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="identity distance (Fig. 7) in every trial; default: on for the table1 grid with --data and "
+        "--identity-weights, else off",
+    )
+    p.add_argument("--identity-weights", default=None, help="local DeepFace ArcFace weights (arcface_weights.pth)")
+    p.add_argument(
+        "--allow-random-identity", action="store_true", help="plumbing only: random identity weights (meaningless)"
+    )
     p.add_argument("--resume", action="store_true", help="restore the sweep and finish only unfinished trials")
     p.add_argument("--dry-run", action="store_true", help="print the trials and their resources, run nothing")
     args = p.parse_args(argv)
@@ -84,6 +95,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sources = {}
     for item in args.source or []:
         kind, _, name = item.partition("=")
+    if args.identity_weights is not None:
+        if not Path(args.identity_weights).is_file():
+            p.error(f"--identity-weights {args.identity_weights}: no such file (DeepFace's arcface_weights.pth)")
+        args.identity_weights = str(Path(args.identity_weights).absolute())  # trials run in other folders
+    if args.identity is None:
+        args.identity = args.grid == "table1" and args.data is not None and args.identity_weights is not None
+    if args.identity and args.identity_weights is None and not args.allow_random_identity:
+        p.error("--identity needs --identity-weights PATH (or --allow-random-identity for plumbing tests)")
         if kind not in SOURCE_KINDS or not name:
             p.error(f"--source expects KIND=NAME with KIND in {SOURCE_KINDS}, got {item!r}")
         sources[f"{kind}_source"] = name
@@ -106,6 +125,13 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
     data = dataclasses.replace(data, priors_root=str(Path(data.priors_root).absolute()))
     train = preset.train if args.epochs is None else dataclasses.replace(preset.train, epochs=args.epochs)
     return ExperimentConfig(data=data, train=train), preset_name
+    if args.identity:
+        train = dataclasses.replace(
+            train,
+            identity=True,
+            identity_weights=args.identity_weights,
+            allow_random_identity=args.identity_weights is None and args.allow_random_identity,
+        )
 
 
 def gpus_per_trial(value, grid: Grid, scale: int) -> float:
@@ -169,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from llvfsr.models import get_entry
 
+    if base.train.identity:
+        weights = base.train.identity_weights or "RANDOM (plumbing only, values meaningless)"
+        print(f"identity distance in every trial: DeepFace ArcFace, weights {weights}")
         evaluated = sum(not get_entry(row["model"]).trained for row in rows)
         print(f"{len(rows)} trial(s): {len(rows) - evaluated} trained, {evaluated} evaluated only (not trained)")
     if args.dry_run:
