@@ -35,6 +35,7 @@ class DataConfig:
     text_encoder: str = "ViT-B-32"  # open_clip architecture of the CLIP text encoder
     text_pretrained: str | None = "openai"  # open_clip pretrained tag or a local checkpoint path
     allow_random_text_encoder: bool = False  # use a random-initialised text encoder when no weights exist (recorded)
+    text_chunking: str = "truncate"  # over 77 tokens: "truncate" (CLIP's cut) or "sentences" (see text_encoder)
     skip_bad: bool = False  # skip corrupt/missing images (counted and logged) instead of failing
 
 

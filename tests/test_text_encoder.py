@@ -5,7 +5,13 @@ import open_clip
 import pytest
 import torch
 
-from llvfsr.priors.text_encoder import ClipTextEncoder, TextEncoderError, pad_tokens, tiny_clip_config
+from llvfsr.priors.text_encoder import (
+    ClipTextEncoder,
+    TextEncoderError,
+    pad_tokens,
+    split_sentences,
+    tiny_clip_config,
+)
 
 TEXTS = ["a photo of a smiling woman with long brown hair", "a man with short black hair and a beard", "a face"]
 
@@ -128,3 +134,74 @@ def test_prefix_forward_equals_full_forward(encoder, monkeypatch):
     assert torch.equal(trimmed[2], full[2])
     torch.testing.assert_close(trimmed[0].float(), full[0].float(), atol=2e-3, rtol=2e-3)
     torch.testing.assert_close(trimmed[1].float(), full[1].float(), atol=2e-3, rtol=2e-3)
+
+
+LONG = (
+    "She has long wavy brown hair parted in the middle. Her eyes are green and wide open. "
+    "She wears small round glasses with thin black frames. Her mouth is closed in a gentle smile; her lips are "
+    "full and pink. Her skin is fair with a few freckles across her nose and cheeks. The background is a plain "
+    "light grey wall. A thin silver necklace hangs around her neck, and she wears small pearl earrings."
+)
+
+
+@pytest.fixture(scope="module")
+def sentence_encoder():
+    return ClipTextEncoder(pretrained=None, allow_random=True, seed=3, model_cfg=tiny_clip_config(),
+                           chunking="sentences")  # fmt: skip
+
+
+def test_split_sentences():
+    assert split_sentences("One. Two!  Three? Four; five") == ["One.", "Two!", "Three?", "Four;", "five"]
+    assert split_sentences("  ") == [""] and split_sentences("no stop") == ["no stop"]
+    assert split_sentences("Dr.Smith is 1.5 m tall.") == ["Dr.Smith is 1.5 m tall."]  # no space: no split
+
+
+def test_sentences_keep_what_truncation_cuts(encoder, sentence_encoder):
+    # Measured: the description is 87 tokens, CLIP's window 77, so truncation drops 10; sentence-wise keeps all
+    # (94 positions: each of the 8 sentences brings its own end-of-text token).
+    assert encoder.token_lengths([LONG])[0] > 77
+    assert encoder.cut_tokens([LONG])[0] == encoder.token_lengths([LONG])[0] - 77
+    assert sentence_encoder.cut_tokens([LONG]) == [0]
+    before = sentence_encoder.num_truncated
+    tokens, pooled, valid = sentence_encoder.encode([LONG, TEXTS[0]])
+    assert sentence_encoder.num_truncated == before
+    assert tokens.shape == (2, 231, 32) and valid.shape == (2, 231) and pooled.shape == (2, 24)
+    parts = split_sentences(LONG)
+    lengths = encoder.token_lengths(parts)
+    assert valid[0].sum() == 1 + sum(n - 1 for n in lengths)  # one start token, then each sentence's tokens
+    assert (tokens[~valid] == 0).all()
+    # Values: the concatenation is each sentence encoded alone (truncate mode), the start token kept once, and
+    # the pooled embedding their mean.
+    alone, alone_pooled, alone_valid = encoder.encode(parts)
+    expected = torch.cat([alone[k][alone_valid[k]][(0 if k == 0 else 1) :] for k in range(len(parts))])
+    torch.testing.assert_close(tokens[0][valid[0]].float(), expected.float(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(pooled[0].float(), alone_pooled.float().mean(0), atol=2e-3, rtol=0)
+    # The last sentence (past CLIP's window) reaches the states: change it and the tail changes, not the head.
+    changed = LONG.replace("small pearl earrings", "large gold hoops")
+    assert torch.equal(encoder.encode([changed])[0], encoder.encode([LONG])[0])  # truncation never reads it
+    other = sentence_encoder.encode([changed])[0][0]
+    head = 1 + sum(n - 1 for n in lengths[:-1])
+    assert torch.equal(other[:head], tokens[0][:head]) and not torch.equal(other[head:], tokens[0][head:])
+    # A one-sentence text: identical to truncate mode, padded to 231 positions.
+    short, short_pooled, short_valid = encoder.encode(TEXTS[:1])
+    assert torch.equal(valid[1, :77], short_valid[0]) and not valid[1, 77:].any()
+    torch.testing.assert_close(tokens[1, :77].float(), short[0].float(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(pooled[1].float(), short_pooled[0].float(), atol=1e-3, rtol=0)
+
+
+def test_sentences_cut_at_max_tokens():
+    small = ClipTextEncoder(pretrained=None, allow_random=True, seed=3, model_cfg=tiny_clip_config(),
+                            chunking="sentences", max_tokens=20)  # fmt: skip
+    kept = 1 + sum(n - 1 for n in small.token_lengths(split_sentences(LONG)))
+    assert small.cut_tokens([LONG]) == [kept - 20]
+    before = small.num_truncated
+    tokens, _, valid = small.encode([LONG])
+    assert tokens.shape == (1, 20, 32) and valid.all() and small.num_truncated == before + 1
+
+
+def test_chunking_is_recorded_and_checked(encoder, sentence_encoder):
+    assert encoder.fingerprint()["text_chunking"] == "truncate" and encoder.fingerprint()["max_tokens"] is None
+    fingerprint = sentence_encoder.fingerprint()
+    assert fingerprint["text_chunking"] == "sentences" and fingerprint["max_tokens"] == fingerprint["context_length"]
+    with pytest.raises(ValueError, match="'paragraphs'"):
+        ClipTextEncoder(pretrained=None, allow_random=True, model_cfg=tiny_clip_config(), chunking="paragraphs")

@@ -105,7 +105,7 @@ def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), 
         dataset = open_split(data, split)
         store = PriorStore.open(data.priors_root, dataset, split, data.scale)
         status = store.status()
-        missing = {kind for kind in fields if not _complete(status, kind, names[kind])}
+        missing = {kind for kind in fields if not _complete(status, kind, names[kind], data.text_chunking)}
         damaged = store.damaged_shards([f for kind in sorted(fields - missing) for f in _store_fields(kind)])
         for problems in damaged.values():
             for problem in problems:
@@ -123,9 +123,12 @@ def _store_fields(kind: str) -> list[str]:
     return [f"{kind}_text", f"{kind}_emb"] if kind in TEXT_FIELDS else [kind]
 
 
-def _complete(status: dict, kind: str, source: str) -> bool:
-    """`store.status()` says it holds `kind` from the source of that name (and, for texts, its embeddings)."""
+def _complete(status: dict, kind: str, source: str, text_chunking: str = "truncate") -> bool:
+    """`store.status()` says it holds `kind` from the source of that name (and, for texts, its embeddings, made
+    with this text chunking: another one re-embeds the texts, the texts themselves are kept)."""
     fields = _store_fields(kind)
+    if kind in TEXT_FIELDS and status.get(fields[1], {}).get("text_chunking", "truncate") != text_chunking:
+        return False
     return all(status.get(f, {}).get("complete") for f in fields) and status[fields[0]]["source"] == source
 
 
@@ -138,9 +141,18 @@ def make_text_encoder(data: DataConfig):
 
     if data.text_encoder == TINY_TEXT_ENCODER:  # no published weights exist for the tiny tower
         return ClipTextEncoder(
-            "ViT-B-32", None, allow_random=data.allow_random_text_encoder, model_cfg=tiny_clip_config()
+            "ViT-B-32",
+            None,
+            allow_random=data.allow_random_text_encoder,
+            model_cfg=tiny_clip_config(),
+            chunking=data.text_chunking,
         )
-    return ClipTextEncoder(data.text_encoder, data.text_pretrained, allow_random=data.allow_random_text_encoder)
+    return ClipTextEncoder(
+        data.text_encoder,
+        data.text_pretrained,
+        allow_random=data.allow_random_text_encoder,
+        chunking=data.text_chunking,
+    )
 
 
 def text_width(data: DataConfig) -> int:

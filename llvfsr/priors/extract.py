@@ -101,7 +101,7 @@ def pack(field: str, outputs: list, hr_size: int) -> dict[str, np.ndarray] | lis
 
 def embed(encoder: ClipTextEncoder, texts: list[str]) -> tuple[dict[str, np.ndarray], int]:
     """Encode texts into the store's embedding arrays; also return how many texts were truncated."""
-    truncated = sum(n > encoder.context_length for n in encoder.token_lengths(texts))
+    truncated = sum(n > 0 for n in encoder.cut_tokens(texts))
     tokens, pooled, valid = encoder.encode(texts)
     lengths = valid.sum(dim=1)
     stored = int(lengths.max()) if len(texts) else 0

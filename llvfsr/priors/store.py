@@ -215,6 +215,8 @@ class PriorStore:
                           "shards": self.num_shards, "complete": done == self.num_shards}  # fmt: skip
             if "random_init" in source:
                 out[field]["random_init"] = source["random_init"]
+            if source.get("encoder") == "open_clip":  # stores made before the switch existed truncated
+                out[field]["text_chunking"] = source.get("text_chunking", "truncate")
         return out
 
     def costs(self) -> dict[str, dict[str, Any]]:

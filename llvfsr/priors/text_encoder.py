@@ -5,12 +5,18 @@ wraps open_clip's text tower and returns both what CapA and DesA can use: the to
 layer (after ``ln_final``) and the pooled embedding (open_clip's ``encode_text``: the end-of-text token,
 projected). With no weights on the machine, a random-initialised encoder is built only when the caller asks for
 it (``allow_random=True``), and `fingerprint` then says ``"random_init": true`` so the store's manifest records it.
+
+CLIP reads at most 77 tokens and cuts the rest; MM-CelebA-HQ-style descriptions can be longer (see
+``docs/decisions.md``: how much is cut). ``chunking="sentences"`` encodes each sentence on its own instead and
+concatenates their token states, up to ``max_tokens``; the fingerprint records the choice, so switching it
+recomputes the text embeddings only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -18,6 +24,17 @@ import torch
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
+
+CHUNKINGS = ("truncate", "sentences")
+# Three CLIP windows: room for the 3-5 sentences prompt v1 asks for; the longest synthetic description takes 85
+# positions sentence-wise (docs/decisions.md).
+SENTENCE_MAX_TOKENS = 231
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text` (split after ``. ! ? ;`` and whitespace); ``[""]`` for an empty text."""
+    return [part.strip() for part in _SENTENCE_END.split(text.strip()) if part.strip()] or [""]
 
 
 class TextEncoderError(RuntimeError):
@@ -39,10 +56,16 @@ class ClipTextEncoder:
             built-in one of ``arch``; lets tests build a tiny encoder. The tokenizer stays the CLIP BPE, so
             ``text_cfg["vocab_size"]`` must be 49408.
         batch_size: texts per forward pass in `encode`.
+        chunking: ``"truncate"``: one CLIP pass per text, cut at CLIP's context (77 tokens), as CLIP does.
+            ``"sentences"``: one CLIP pass per sentence; the token states of the sentences are concatenated (the
+            start token kept once, each sentence's end-of-text token kept: it summarises that sentence) and cut at
+            ``max_tokens``; the pooled embedding is the mean of the sentences' pooled embeddings.
+        max_tokens: T of the ``"sentences"`` output (ignored by ``"truncate"``).
 
     Attributes:
         random_init: True when the weights are random.
-        context_length: T, the number of token positions of every output.
+        context_length: T, the number of token positions of every output (CLIP's 77, or ``max_tokens``).
+        clip_context: CLIP's own context length, the most tokens one pass reads.
         width: D of the token-level states; ``embed_dim`` is D of the pooled embedding.
         num_truncated: how many texts `encode` has truncated to the context length so far.
     """
@@ -56,6 +79,8 @@ class ClipTextEncoder:
         seed: int = 0,
         model_cfg: dict[str, Any] | None = None,
         batch_size: int = 64,
+        chunking: str = "truncate",
+        max_tokens: int = SENTENCE_MAX_TOKENS,
     ) -> None:
         import open_clip  # heavy; imported on use so that importing llvfsr stays cheap
 
@@ -66,6 +91,10 @@ class ClipTextEncoder:
         self.model_cfg = model_cfg
         self.batch_size = batch_size
         self.num_truncated = 0
+        if chunking not in CHUNKINGS:
+            raise ValueError(f"text chunking must be one of {CHUNKINGS}, got {chunking!r}")
+        self.chunking = chunking
+        self.max_tokens = int(max_tokens)
         self._open_clip_version = open_clip.__version__
         overrides = dict(model_cfg) if model_cfg is not None else {}
 
@@ -99,7 +128,8 @@ class ClipTextEncoder:
             raise TextEncoderError(f"{arch!r} has no open_clip TextTransformer (Hugging Face text towers: unsupported)")
         self._ln_final = text_tower.ln_final
         self.tokenizer = open_clip.get_tokenizer(arch)
-        self.context_length = int(model.context_length if hasattr(model, "context_length") else 77)
+        self.clip_context = int(model.context_length if hasattr(model, "context_length") else 77)
+        self.context_length = self.clip_context if chunking == "truncate" else self.max_tokens
         self.width = int(self._ln_final.normalized_shape[0])
         self.embed_dim = int(self._pooled_dim())
         self._eot_id = int(getattr(self.tokenizer, "eot_token_id", 49407))
@@ -120,17 +150,33 @@ class ClipTextEncoder:
         """The number of tokens (start and end-of-text included) of each text before truncation."""
         return [len(self.tokenizer.encode(text)) + 2 for text in texts]
 
+    def cut_tokens(self, texts: list[str]) -> list[int]:
+        """How many of each text's tokens the encoder drops with its chunking (0: the whole text is read).
+
+        ``"truncate"``: the tokens past CLIP's context. ``"sentences"``: those past CLIP's context within a
+        sentence, plus those past ``max_tokens`` of the concatenation.
+        """
+        if self.chunking == "truncate":
+            return [max(0, n - self.clip_context) for n in self.token_lengths(texts)]
+        cut = []
+        for text in texts:
+            lengths = self.token_lengths(split_sentences(text))
+            inside = sum(max(0, n - self.clip_context) for n in lengths)
+            kept = 1 + sum(min(n, self.clip_context) - 1 for n in lengths)  # one start token, each sentence's rest
+            cut.append(inside + max(0, kept - self.max_tokens))
+        return cut
+
     def tokenize(self, texts: list[str]) -> Tensor:
-        """Token ids, long [B, T]; texts longer than T are cut and end with the end-of-text token (CLIP's rule)."""
-        return self.tokenizer(list(texts), context_length=self.context_length)
+        """Token ids, long [B, 77]; texts longer than CLIP's context are cut and end with the end-of-text token."""
+        return self.tokenizer(list(texts), context_length=self.clip_context)
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> tuple[Tensor, Tensor, Tensor]:
         """Embed texts with the frozen CLIP text tower.
 
         Args:
-            texts: one string per face; longer ones are truncated to the context length (counted in
-                ``num_truncated`` and logged).
+            texts: one string per face; the tokens the chunking cannot keep are dropped (texts that lose any are
+                counted in ``num_truncated`` and logged).
 
         Returns:
             tokens: float16 [B, T, width], final-layer token states after ``ln_final`` (zero where not valid).
@@ -138,11 +184,13 @@ class ClipTextEncoder:
             valid: bool [B, T], True from the start token through the end-of-text token.
         """
         texts = list(texts)
-        truncated = sum(n > self.context_length for n in self.token_lengths(texts))
+        truncated = sum(n > 0 for n in self.cut_tokens(texts))
         if truncated:
-            logger.info("truncated %d of %d texts to %d tokens", truncated, len(texts), self.context_length)
+            logger.info("truncated %d of %d texts (%s, %d tokens)", truncated, len(texts), self.chunking,
+                        self.context_length)  # fmt: skip
         self.num_truncated += truncated
-        outputs = [self._encode_batch(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        encode = self._encode_batch if self.chunking == "truncate" else self._encode_sentences
+        outputs = [encode(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
         if not outputs:
             empty = torch.zeros(0, self.context_length)
             return (empty[..., None].expand(-1, -1, self.width).half(), torch.zeros(0, self.embed_dim).half(),
@@ -165,6 +213,27 @@ class ClipTextEncoder:
             tokens = captured[-1]
         tokens = tokens * valid[..., None]
         return tokens.half().cpu(), pooled.half().cpu(), valid.cpu()
+
+    def _encode_sentences(self, texts: list[str]) -> tuple[Tensor, Tensor, Tensor]:
+        """`encode` with ``chunking="sentences"``: every sentence through CLIP, then concatenated per text."""
+        sentences = [split_sentences(text) for text in texts]
+        flat = [s for parts in sentences for s in parts]
+        runs = [self._encode_batch(flat[i : i + self.batch_size]) for i in range(0, len(flat), self.batch_size)]
+        states, pooled, valid = (torch.cat(parts) for parts in zip(*runs, strict=True))
+        tokens = torch.zeros(len(texts), self.max_tokens, self.width, dtype=torch.float16)
+        mask = torch.zeros(len(texts), self.max_tokens, dtype=torch.bool)
+        means = torch.zeros(len(texts), self.embed_dim, dtype=torch.float16)
+        start = 0
+        for i, parts in enumerate(sentences):
+            span = range(start, start + len(parts))
+            # The start token's state is the same in every sentence (causal attention): keep it once.
+            pieces = [states[k][valid[k]][(0 if k == start else 1) :] for k in span]
+            joined = torch.cat(pieces)[: self.max_tokens]
+            tokens[i, : len(joined)] = joined
+            mask[i, : len(joined)] = True
+            means[i] = pooled[start : start + len(parts)].float().mean(0).half()
+            start += len(parts)
+        return tokens, means, mask
 
     def _encode_trimmed(self, ids: Tensor, length: int) -> tuple[Tensor, Tensor]:
         """open_clip's ``encode_text`` on the first `length` positions only, the rest returned as zeros.
@@ -199,6 +268,8 @@ class ClipTextEncoder:
             "seed": self.seed if self.random_init else None,
             "model_cfg": self.model_cfg,
             "context_length": self.context_length,
+            "text_chunking": self.chunking,
+            "max_tokens": self.max_tokens if self.chunking == "sentences" else None,
             "width": self.width,
             "embed_dim": self.embed_dim,
             "version": self._open_clip_version,

@@ -1,0 +1,52 @@
+"""The text-chunking switch end to end: DataConfig -> prior store; changing it re-embeds the texts only."""
+
+import huggingface_hub.constants
+import pytest
+import torch
+
+from llvfsr.config import DataConfig
+from llvfsr.data.loading import ensure_priors, open_store
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+def _data(root, chunking: str) -> DataConfig:
+    return DataConfig(dataset="synthetic", hr_size=32, train_n=4, test_n=4, text_encoder="tiny", text_pretrained=None,
+                      allow_random_text_encoder=True, priors_root=str(root), text_chunking=chunking)  # fmt: skip
+
+
+def test_switching_chunking_re_embeds_texts_and_keeps_them(tmp_path):
+    torch.set_num_threads(1)
+    truncate = _data(tmp_path, "truncate")
+    ensure_priors(truncate, {"description", "mask"}, splits=("test",), progress=False)
+    store = open_store(truncate, "test")
+    before = {f: store.record(f) for f in ("description_text", "description_emb", "mask")}
+    assert before["description_emb"]["source"]["text_chunking"] == "truncate"
+    assert store.status()["description_emb"]["text_chunking"] == "truncate"
+    assert store.load({"description"}).description.tokens.shape[1] == 77
+
+    sentences = _data(tmp_path, "sentences")
+    ensure_priors(sentences, {"description", "mask"}, splits=("test",), progress=False)
+    store = open_store(sentences, "test")
+    after = {f: store.record(f) for f in ("description_text", "description_emb", "mask")}
+    # The texts and the mask are the same shards (same checksums); only the embeddings were recomputed.
+    assert after["description_text"]["shards"] == before["description_text"]["shards"]
+    assert after["mask"]["shards"] == before["mask"]["shards"]
+    assert after["description_emb"]["source"]["text_chunking"] == "sentences"
+    assert after["description_emb"]["shards"] != before["description_emb"]["shards"]
+    loaded = store.load({"description"}).description
+    assert loaded.tokens.shape[1] == 231
+    # The synthetic descriptions have several sentences: sentence-wise encoding has more valid positions.
+    texts = store.texts("description", list(range(4)))
+    assert all(len(t.split(". ")) > 1 for t in texts)
+    assert (loaded.valid.sum(1) > 0).all()
+
+    # Asking again with the same switch is a no-op; asking for truncation re-embeds back.
+    ensure_priors(sentences, {"description"}, splits=("test",), progress=False)
+    assert open_store(sentences, "test").record("description_emb")["shards"] == after["description_emb"]["shards"]
+    ensure_priors(truncate, {"description"}, splits=("test",), progress=False)
+    assert open_store(truncate, "test").record("description_emb")["source"]["text_chunking"] == "truncate"
