@@ -126,3 +126,5 @@ def experiment_from_args(parser: argparse.ArgumentParser, args: argparse.Namespa
     model = ModelConfig(args.model, overrides)
     out = args.out or f"runs/{args.model}-x{data.scale}"
     return ExperimentConfig(data=data, model=model, train=config_from_args(args, TrainConfig), out_dir=out)
+    if data.text_chunking not in ("truncate", "sentences"):
+        parser.error(f"--text-chunking must be 'truncate' or 'sentences', got {data.text_chunking!r}")

@@ -66,7 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", default=None, help="sweep name (default: GRID-xSCALE[-synthetic])")
     p.add_argument("--source", action="append", metavar="KIND=NAME", help="prior source, e.g. mask=sam (real data)")
     p.add_argument("--text-pretrained", default=None, help="CLIP weights: open_clip tag or local path")
-    p.add_argument("--only", default=None, help="comma-separated variant names: run only these of the grid")
+    p.add_argument(
+        "--text-chunking",
+        choices=("truncate", "sentences"),
+        default=None,
+        help="texts over CLIP's 77 tokens: cut (CLIP's rule, the default) or encoded sentence by sentence",
+    )
     p.add_argument(
         "--identity",
         action=argparse.BooleanOptionalAction,
@@ -124,6 +129,8 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
         )
     data = dataclasses.replace(data, priors_root=str(Path(data.priors_root).absolute()))
     train = preset.train if args.epochs is None else dataclasses.replace(preset.train, epochs=args.epochs)
+    if args.text_chunking:
+        data = dataclasses.replace(data, text_chunking=args.text_chunking)
     return ExperimentConfig(data=data, train=train), preset_name
     if args.identity:
         train = dataclasses.replace(

@@ -50,3 +50,17 @@ def test_switching_chunking_re_embeds_texts_and_keeps_them(tmp_path):
     assert open_store(sentences, "test").record("description_emb")["shards"] == after["description_emb"]["shards"]
     ensure_priors(truncate, {"description"}, splits=("test",), progress=False)
     assert open_store(truncate, "test").record("description_emb")["source"]["text_chunking"] == "truncate"
+
+
+def test_command_lines_set_and_check_the_switch(capsys):
+    from llvfsr.train import main as train_main
+    from sweeps.grids import GRIDS
+    from sweeps.run import base_config, parse_args
+
+    args = parse_args(["--grid", "ablation", "--text-chunking", "sentences"])
+    assert base_config(args, GRIDS["ablation"])[0].data.text_chunking == "sentences"
+    assert base_config(parse_args(["--grid", "ablation"]), GRIDS["ablation"])[0].data.text_chunking == "truncate"
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--text-chunking", "paragraphs"])
+    assert exit_info.value.code == 2
+    assert "--text-chunking must be 'truncate' or 'sentences', got 'paragraphs'" in capsys.readouterr().err
