@@ -72,6 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="texts over CLIP's 77 tokens: cut (CLIP's rule, the default) or encoded sentence by sentence",
     )
+    p.add_argument("--only", default=None, help="comma-separated variant names: run only these of the grid")
     p.add_argument(
         "--identity",
         action=argparse.BooleanOptionalAction,
@@ -127,10 +128,10 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
         data = dataclasses.replace(
             data, text_encoder="ViT-B-32", text_pretrained=args.text_pretrained, allow_random_text_encoder=False
         )
-    data = dataclasses.replace(data, priors_root=str(Path(data.priors_root).absolute()))
-    train = preset.train if args.epochs is None else dataclasses.replace(preset.train, epochs=args.epochs)
     if args.text_chunking:
         data = dataclasses.replace(data, text_chunking=args.text_chunking)
+    data = dataclasses.replace(data, priors_root=str(Path(data.priors_root).absolute()))
+    train = preset.train if args.epochs is None else dataclasses.replace(preset.train, epochs=args.epochs)
     return ExperimentConfig(data=data, train=train), preset_name
     if args.identity:
         train = dataclasses.replace(
