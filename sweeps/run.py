@@ -72,7 +72,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="texts over CLIP's 77 tokens: cut (CLIP's rule, the default) or encoded sentence by sentence",
     )
-    p.add_argument("--only", default=None, help="comma-separated variant names: run only these of the grid")
     p.add_argument(
         "--identity",
         action=argparse.BooleanOptionalAction,
@@ -84,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--allow-random-identity", action="store_true", help="plumbing only: random identity weights (meaningless)"
     )
+    p.add_argument("--only", default=None, help="comma-separated variant names: run only these of the grid")
     p.add_argument("--resume", action="store_true", help="restore the sweep and finish only unfinished trials")
     p.add_argument("--dry-run", action="store_true", help="print the trials and their resources, run nothing")
     args = p.parse_args(argv)
@@ -98,9 +98,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--preset {args.preset} sizes the synthetic faces; with --data the paper's schedule is used")
     if args.data is not None and not Path(args.data).is_dir():
         p.error(f"--data {args.data}: no such folder (expected a root prepared by `python -m llvfsr.data.prepare`)")
-    sources = {}
-    for item in args.source or []:
-        kind, _, name = item.partition("=")
     if args.identity_weights is not None:
         if not Path(args.identity_weights).is_file():
             p.error(f"--identity-weights {args.identity_weights}: no such file (DeepFace's arcface_weights.pth)")
@@ -109,6 +106,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.identity = args.grid == "table1" and args.data is not None and args.identity_weights is not None
     if args.identity and args.identity_weights is None and not args.allow_random_identity:
         p.error("--identity needs --identity-weights PATH (or --allow-random-identity for plumbing tests)")
+    sources = {}
+    for item in args.source or []:
+        kind, _, name = item.partition("=")
         if kind not in SOURCE_KINDS or not name:
             p.error(f"--source expects KIND=NAME with KIND in {SOURCE_KINDS}, got {item!r}")
         sources[f"{kind}_source"] = name
@@ -132,7 +132,6 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
         data = dataclasses.replace(data, text_chunking=args.text_chunking)
     data = dataclasses.replace(data, priors_root=str(Path(data.priors_root).absolute()))
     train = preset.train if args.epochs is None else dataclasses.replace(preset.train, epochs=args.epochs)
-    return ExperimentConfig(data=data, train=train), preset_name
     if args.identity:
         train = dataclasses.replace(
             train,
@@ -140,6 +139,7 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
             identity_weights=args.identity_weights,
             allow_random_identity=args.identity_weights is None and args.allow_random_identity,
         )
+    return ExperimentConfig(data=data, train=train), preset_name
 
 
 def gpus_per_trial(value, grid: Grid, scale: int) -> float:
@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         f"batch={base.train.batch_size}; per trial: {args.workers_per_trial} worker(s) x "
         f"{args.cpus_per_trial} CPU, {gpus} GPU"
     )
+    if base.train.identity:
+        weights = base.train.identity_weights or "RANDOM (plumbing only, values meaningless)"
+        print(f"identity distance in every trial: DeepFace ArcFace, weights {weights}")
     for row in rows:
         print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
     if grid.search:
@@ -203,9 +206,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from llvfsr.models import get_entry
 
-    if base.train.identity:
-        weights = base.train.identity_weights or "RANDOM (plumbing only, values meaningless)"
-        print(f"identity distance in every trial: DeepFace ArcFace, weights {weights}")
         evaluated = sum(not get_entry(row["model"]).trained for row in rows)
         print(f"{len(rows)} trial(s): {len(rows) - evaluated} trained, {evaluated} evaluated only (not trained)")
     if args.dry_run:
