@@ -123,8 +123,8 @@ def experiment_from_args(parser: argparse.ArgumentParser, args: argparse.Namespa
     data = config_from_args(args, DataConfig)
     if data.scale not in (8, 16):
         parser.error(f"--scale must be 8 or 16, got {data.scale}")
+    if data.text_chunking not in ("truncate", "sentences"):
+        parser.error(f"--text-chunking must be 'truncate' or 'sentences', got {data.text_chunking!r}")
     model = ModelConfig(args.model, overrides)
     out = args.out or f"runs/{args.model}-x{data.scale}"
     return ExperimentConfig(data=data, model=model, train=config_from_args(args, TrainConfig), out_dir=out)
-    if data.text_chunking not in ("truncate", "sentences"):
-        parser.error(f"--text-chunking must be 'truncate' or 'sentences', got {data.text_chunking!r}")

@@ -76,8 +76,8 @@ class TrainConfig:
     identity_weights: str | None = None  # local DeepFace ArcFace weights (arcface_weights.pth)
     allow_random_identity: bool = False  # plumbing only: identity distance with random weights (values meaningless)
     n_samples: int = 4  # SR/LR/HR sample images written at the end
-
     sr_faces: int = 4  # first N test faces saved as sr_faces/<id>.png (+ _lr, _hr) for the visual comparisons
+
     DEFAULT_LR = 2e-4  # paper Sec. 4.2
     DEFAULT_BETAS = (0.9, 0.99)
 
