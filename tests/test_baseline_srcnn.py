@@ -62,7 +62,7 @@ def test_backward_reaches_every_parameter_and_training_reduces_the_loss():
     lr = F.interpolate(hr, scale_factor=1 / 8, mode="bicubic", align_corners=False, antialias=True)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
-    for _ in range(15):
+    for _ in range(30):
         optimiser.zero_grad()
         loss = F.mse_loss(model(lr), hr)
         loss.backward()
@@ -71,7 +71,7 @@ def test_backward_reaches_every_parameter_and_training_reduces_the_loss():
             assert p.grad.abs().sum() > 0, name
         optimiser.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]
+    assert losses[-1] < 0.5 * losses[0]  # measured 0.278 at 1, 2 and 4 threads (0.454 after 15 steps)
 
 
 def test_paper_initialisation_and_param_groups():

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from llvfsr.models import build, get_entry, list_models
 from llvfsr.models.lvpfb import BRANCHES, DescriptionAttention
@@ -61,17 +62,39 @@ def test_ablation_lacks_branch_parameters_and_input(prior):
         full(torch.rand(2, 3, 4, 4), priors)
 
 
-@pytest.mark.parametrize("prior", BRANCHES)
-def test_each_prior_reaches_the_output(prior):
+# Smallest effect a prior must have on the output: the change when only that prior is swapped, relative to what
+# the network adds to a bicubic up-sampling. Measured at 1, 2 and 4 threads: mask 0.023, depth 0.032, caption
+# 0.022, description 0.196; with the branch's output scaled down 10^4 times: 2.2e-6 to 2.0e-5.
+PRIOR_EFFECT = 2e-3
+BRANCH_MODULE = {"mask": "seg", "depth": "dep", "caption": "cap", "description": "des"}
+
+
+def prior_effect(model, prior: str) -> float:
+    """How much swapping only `prior` (seeded random priors) changes `model`'s output, relative to its residual."""
     torch.manual_seed(0)
     lr = torch.rand(2, 3, 4, 4)
     base, changed = make_priors(2, 32, seed=1), make_priors(2, 32, seed=2)
     mixed = Priors(**{**{f: getattr(base, f) for f in BRANCHES}, prior: getattr(changed, prior)})
-    full = build("llvfsr", scale=8, **TINY)
-    ablated = build(f"llvfsr-wo-{prior}", scale=8, **TINY)
     with torch.no_grad():
-        assert not torch.allclose(full(lr, base), full(lr, mixed), atol=1e-6)
-        assert torch.equal(ablated(lr, base), ablated(lr, mixed))
+        out, out_mixed = model(lr, base), model(lr, mixed)
+    residual = out - F.interpolate(lr, scale_factor=8, mode="bicubic", align_corners=False)
+    return ((out - out_mixed).norm() / residual.norm()).item()
+
+
+@pytest.mark.parametrize("prior", BRANCHES)
+def test_each_prior_reaches_the_output(prior):
+    torch.manual_seed(0)
+    assert prior_effect(build("llvfsr", scale=8, **TINY), prior) > PRIOR_EFFECT
+    assert prior_effect(build(f"llvfsr-wo-{prior}", scale=8, **TINY), prior) == 0
+
+
+@pytest.mark.parametrize("prior", BRANCHES)
+def test_the_prior_effect_bound_fails_a_branch_scaled_down_ten_thousand_times(prior):
+    torch.manual_seed(0)
+    model = build("llvfsr", scale=8, **TINY)
+    for block in model.fusions:
+        getattr(block, BRANCH_MODULE[prior]).register_forward_hook(lambda module, args, out: out * 1e-4)
+    assert prior_effect(model, prior) < PRIOR_EFFECT
 
 
 def test_model1_needs_no_priors_and_model2_fuses_by_concatenation():
