@@ -56,7 +56,9 @@ def init_ray(args: argparse.Namespace) -> None:
     else:
         # Trials that drive a TorchTrainer hold a slot while their workers hold others: declare enough logical CPUs.
         needed = args.cpus_per_trial * args.workers_per_trial + (1 if args.workers_per_trial > 1 else 0)
-        ray.init(num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)), include_dashboard=False)
+        # "local": a new instance even when another Ray runs on this machine (plain ray.init() would join the
+        # latest one found, another user's sweep or test, and then refuse num_cpus).
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)), include_dashboard=False)
 
 
 def launch(args: argparse.Namespace, grid: Grid, base: ExperimentConfig, preset_name: str, gpus: float) -> int:
