@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The one torch/torchvision pair that imports together on the project's machines (see README, "Install").
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-all lint bench install clean
+.PHONY: demo test test-all lint bench gpu-check gpu-check-priors install clean
 
 $(BIN)/.installed: pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -27,6 +27,15 @@ test-all: install
 
 bench: install
 	$(BIN)/python -m llvfsr.bench --csv bench.csv
+
+# The prepared GPU check (issue 17, docs/benchmarks.md "GPU check"). Its prior stores are made here, where open_clip
+# is installed; the check itself runs on the GPU machine's stock python3 without this venv: make gpu-check OUT=dir
+gpu-check-priors: install
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/gpu_check_runs.py prepare
+
+gpu-check:
+	@test -n "$(OUT)" || { echo "error: give the output folder: make gpu-check OUT=/tmp/gpu-check" >&2; exit 2; }
+	PYTHON=$(PY) bash scripts/gpu_check.sh $(OUT)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -105,8 +105,9 @@ def run_level(n: int, flags: list[str], out: Path, steady: float, budget: float,
     finally:  # also when this script is stopped: no trainer may outlive it and share the GPU with the next step
         _stop(procs)
         sampler.stop()
-        for log in logs:
+        for i, log in enumerate(logs):
             log.close()
+            shutil.rmtree(out / f"run{i}", ignore_errors=True)  # its checkpoint (40 MB at HR 256) is of no use
     level = {"processes": n, "start": start, "warm": warm, "stop": stop, "steady_target_s": steady,
              "budget_s": budget, "exit_before_stop": exits}  # fmt: skip
     (out / "level.json").write_text(json.dumps(level, indent=2))
