@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import gpu_check_summary as summary  # noqa: E402
 from gpu_check_runs import prepare  # noqa: E402
 
-from llvfsr.bench_project import read_csv  # noqa: E402
+from llvfsr.bench_project import BenchRow, read_csv, write_csv  # noqa: E402
 
 ABSENT_ON_GPU = ("ray", "mlflow", "open_clip", "lpips", "pyiqa", "deepface")
 BLOCKER = f"""
@@ -100,6 +100,24 @@ def test_level_flags_crashes_and_cold_starts(tmp_path):
     write_level(tmp_path / "n4", {i: [] for i in range(4)}, [], warm=None, stop=T0 + 30)
     cold = summary.summarise_level(tmp_path / "n4")
     assert not cold["ok"] and "not every trainer" in cold["note"] and "img_s_wall" not in cold
+
+
+def test_merge_bench_labels_compiled_rows_and_drops_repeated_fp32(tmp_path):
+    def row(model, path, train, error=""):
+        return BenchRow(model, 8, path, "GPU", 256, 16, params=10, gflops_train=70.0, train_images_s=train,
+                        infer_images_s=3 * train, train_mfu=train * 70 / 1000 / 989, error=error)  # fmt: skip
+
+    write_csv([row("llvfsr", "fp32", 100.0), row("llvfsr", "fast", 150.0), row("wfen", "fp32", 0.0, "OOM")],
+              tmp_path / "eager.csv")  # fmt: skip
+    write_csv([row("llvfsr", "fp32", 101.0), row("llvfsr", "fast", 260.0), row("wfen", "fp32", 20.0),
+               row("wfen", "fast", 30.0)], tmp_path / "compile.csv")  # fmt: skip
+    assert summary.merge_bench(tmp_path / "eager.csv", tmp_path / "compile.csv", tmp_path / "merged.csv") == 6
+    merged = [(r.model, r.path, r.train_images_s) for r in read_csv(tmp_path / "merged.csv")]
+    compiled = [("llvfsr", "fast-compile", 260.0), ("wfen", "fp32", 20.0), ("wfen", "fast-compile", 30.0)]
+    assert merged == [("llvfsr", "fp32", 100.0), ("llvfsr", "fast", 150.0), ("wfen", "fp32", 0.0), *compiled]
+    table = summary.compile_table(tmp_path / "merged.csv")
+    assert "| llvfsr | 8 | 100.0 | 150.0 | 260.0 | 1.50 | 2.60 | 0.018 |" in table  # 260 x 70 GFLOPs / 989 TFLOP/s
+    assert "| wfen | 8 | 20.0 | n/a | 30.0 | n/a | 1.50 |" in table  # the eager fp32 row failed: the compiled run's
 
 
 @pytest.fixture(scope="module")
