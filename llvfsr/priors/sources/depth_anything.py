@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from llvfsr.priors.sources.base import ItemContext, PriorSource
 from llvfsr.priors.sources.face_parser import load_pretrained, model_revision, resolve_device, upsample_lr
 
-DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
+# The paper cites Depth Anything (V1, [35]); V2 is a --source-option away (docs/decisions.md).
+DEFAULT_DEPTH_MODEL = "LiheYoung/depth-anything-small-hf"
 
 
 def normalise_depth(pred: torch.Tensor, larger_is_nearer: bool = True) -> torch.Tensor:
