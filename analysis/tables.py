@@ -23,6 +23,8 @@ from analysis.paper_numbers import METRICS, PRIOR_ORDER, TABLE1, TABLE1_ORDER, T
 from analysis.render import decorate, rank_marks, render
 from analysis.runs import RunsMissing, load_runs
 from analysis.stats import TEST_NAME, aggregate, seed_tests
+from llvfsr.cli import check_tracking_uri
+from llvfsr.errors import cli_entry
 from llvfsr.tracking import default_tracking_uri
 
 REFERENCE = "llvfsr"
@@ -109,6 +111,7 @@ def tables(runs: pd.DataFrame, fmt: str, with_p: bool = True) -> list[str]:
     return [t for t in out if t]
 
 
+@cli_entry(RunsMissing)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Print Table 1 / Table 2 / the per-prior ablation (or an hpo sweep's trials) from MLflow runs."
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-significance", action="store_true", help="leave out the p-value column")
     args = parser.parse_args(argv)
     uri = args.tracking_uri or default_tracking_uri()
+    check_tracking_uri(uri, must_exist=True)
     try:
         if args.grid == "hpo":
             rendered = hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)

@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from llvfsr.bench_measure import MemoryMeter, bf16_peak_tflops, counting, device_label, flop_counter, sync
 from llvfsr.bench_project import BenchRow, auto_gpu_fraction, fmt, format_counts, format_table, read_csv, write_csv
 from llvfsr.config import TrainConfig, resolve_train
+from llvfsr.errors import UserError, cli_entry
 from llvfsr.models import build, get_entry, list_models
 from llvfsr.priors.types import NUM_LANDMARKS, NUM_MASK_CLASSES, Priors, TextEmbedding
 
@@ -329,15 +331,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--project: unknown grid {', '.join(unknown)}; grids: {', '.join(GRIDS)}")
     elif args.from_csv:
         p.error("--from-csv goes with --project")
+    if args.from_csv and not Path(args.from_csv).is_file():
+        p.error(f"--from-csv {args.from_csv}: no such file (a CSV written by --csv)")
     if args.count_only and args.project:
         p.error("--count-only measures no images/s to project")
     return args
 
 
+@cli_entry()
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.from_csv:
-        rows = read_csv(args.from_csv)
+        try:
+            rows = read_csv(args.from_csv)
+        except (ValueError, TypeError) as error:  # a damaged or foreign CSV
+            raise UserError(f"--from-csv {args.from_csv}: not a CSV written by --csv ({error})") from error
     elif args.count_only:
         rows = [count_model(m, s, args.hr_size or 256) for m in args.models or list_models() for s in args.scales]
         print(format_counts(rows))

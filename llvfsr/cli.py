@@ -1,4 +1,5 @@
-"""Command-line flags generated from the config dataclasses; each field's trailing comment is its help text.
+"""Command-line flags generated from the config dataclasses (each field's trailing comment is its help text), and the
+prior-source flags that `python -m llvfsr.priors extract` and `python -m llvfsr.sr` share.
 
 Bad values exit with status 2 and a message that names the flag and what was expected (argparse's convention).
 """
@@ -9,14 +10,18 @@ import argparse
 import dataclasses
 import inspect
 import io
+import json
+import pickle
 import tokenize
 import types
 import typing
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from llvfsr import config as config_module
 from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from llvfsr.errors import UsageError, UserError, describe_os_error
 
 
 @cache
@@ -125,6 +130,107 @@ def experiment_from_args(parser: argparse.ArgumentParser, args: argparse.Namespa
         parser.error(f"--scale must be 8 or 16, got {data.scale}")
     if data.text_chunking not in ("truncate", "sentences"):
         parser.error(f"--text-chunking must be 'truncate' or 'sentences', got {data.text_chunking!r}")
+    train = config_from_args(args, TrainConfig)
+    if train.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error(f"--device {train.device}: CUDA is not available here (use --device cpu or auto)")
+    for name, value in (("--batch-size", train.batch_size), ("--hr-size", data.hr_size)):
+        if value is not None and value < 1:
+            parser.error(f"{name} must be >= 1, got {value}")
     model = ModelConfig(args.model, overrides)
     out = args.out or f"runs/{args.model}-x{data.scale}"
-    return ExperimentConfig(data=data, model=model, train=config_from_args(args, TrainConfig), out_dir=out)
+    return ExperimentConfig(data=data, model=model, train=train, out_dir=out)
+
+
+def add_source_option_flag(parser: argparse.ArgumentParser) -> None:
+    """``--source-option KIND.KEY=VALUE`` (repeatable): a constructor option of one prior source."""
+    parser.add_argument(
+        "--source-option",
+        action="append",
+        default=[],
+        metavar="KIND.KEY=VALUE",
+        help="a constructor option of one source, e.g. mask.model_id=/models/face-parser (repeatable; JSON values)",
+    )
+
+
+def parse_source_options(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``["mask.checkpoint=/m/sam.pth", "caption.max_new_tokens=20"]`` -> {kind: {key: value}}; values are JSON
+    where they parse as JSON (numbers, booleans, objects), else strings.
+
+    Raises:
+        UsageError: an item is not KIND.KEY=VALUE with KIND a prior kind.
+    """
+    from llvfsr.priors.sources import KINDS
+
+    options: dict[str, dict[str, Any]] = {}
+    for pair in pairs or []:
+        target, _, value = pair.partition("=")
+        kind, _, key = target.partition(".")
+        if kind not in KINDS or not key or not value:
+            raise UsageError(f"--source-option {pair!r}: expected KIND.KEY=VALUE with KIND one of {', '.join(KINDS)}")
+        try:
+            options.setdefault(kind, {})[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options.setdefault(kind, {})[key] = value
+    return options
+
+
+def build_source(kind: str, name: str, options: dict[str, Any] | None = None, device: str | None = None):
+    """A registered prior source made with the user's `--source-option`s (and `device`, where it takes one).
+
+    Loading a source is where missing weights, a wrong path or a missing package show up; they become one
+    `UserError` naming the source and its options instead of a third-party traceback.
+
+    Raises:
+        UsageError: the source takes no such option.
+        UserError: the source could not load (missing or damaged weights, package not installed, bad value).
+    """
+    from llvfsr.priors.sources import source_class
+
+    cls = source_class(kind, name)
+    kwargs = dict(options or {})
+    if device and "device" in inspect.signature(cls.__init__).parameters:
+        kwargs.setdefault("device", device)
+    given = ", ".join(f"{kind}.{key}={value}" for key, value in kwargs.items() if key != "device") or "no options"
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # an option the source does not take: a usage error, not a crash
+        raise UsageError(f"{kind} source {name!r} rejected --source-option {given}: {err}") from err
+    except (OSError, ValueError, RuntimeError, ImportError, pickle.UnpicklingError) as err:
+        reason = describe_os_error(err) if isinstance(err, OSError) else str(err)
+        raise UserError(f"{kind} source {name!r} ({given}) could not load: {reason}") from err
+
+
+def check_tracking_uri(uri: str, flag: str = "--tracking-uri", must_exist: bool = False, timeout: float = 10) -> None:
+    """Fail at once on an MLflow tracking URI that cannot work, instead of MLflow's minutes of retries.
+
+    An http(s) server must answer (any HTTP status counts: an authenticating proxy is reachable); with
+    `must_exist` (readers: tables, figures) a SQLite file must exist, where MLflow would create an empty one.
+
+    Raises:
+        UserError: naming `flag`, the URI and what was expected.
+    """
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        except urllib.error.HTTPError:
+            return  # it answered
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise UserError(
+                f"{flag} {uri}: no MLflow server answers there ({reason}); start one (`mlflow server --port ...`) "
+                "or fix the address"
+            ) from error
+    elif parsed.scheme == "sqlite" and must_exist:
+        path = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+        if path is not None and str(path) not in ("", ":memory:") and not path.is_file():
+            raise UserError(
+                f"{flag} {uri}: no MLflow database at {path} (run a sweep first, or point at its mlflow.db)"
+            )

@@ -38,14 +38,28 @@ def describe_os_error(error: OSError) -> str:
     return str(error)
 
 
-def cli_entry(*also: type[BaseException]) -> Callable[[Callable[..., int]], Callable[..., int]]:
+def _user_error_types(also: tuple[type[BaseException] | str, ...]) -> tuple[type[BaseException], ...]:
+    """`UserError`, `OSError` and `also`; a "module:Class" entry counts once its module is imported (an exception
+    of that class can only exist then), so a CLI names its libraries' error types without importing them."""
+    types: list[type[BaseException]] = [UserError, OSError]
+    for entry in also:
+        if isinstance(entry, str):
+            module, _, name = entry.partition(":")
+            entry = getattr(sys.modules.get(module), name, None)
+        if isinstance(entry, type):
+            types.append(entry)
+    return tuple(types)
+
+
+def cli_entry(*also: type[BaseException] | str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Decorate a CLI ``main(argv) -> int`` so that user errors end as ``error: <message>`` on stderr.
 
     `UserError` returns its `exit_code`; an `OSError` (a file that cannot be read or written, a refused
-    connection) and the types in `also` (a library's own error types, e.g. MLflow's) return 1.
+    connection) and the types in `also` (a library's own error types, as classes or "module:Class" strings)
+    return 1. Any other exception is a bug and keeps its traceback.
 
     Example:
-        @cli_entry(MlflowException)
+        @cli_entry("llvfsr.priors.store:PriorStoreError")
         def main(argv=None) -> int: ...
     """
 
@@ -54,12 +68,12 @@ def cli_entry(*also: type[BaseException]) -> Callable[[Callable[..., int]], Call
         def wrapper(*args, **kwargs) -> int:
             try:
                 return main(*args, **kwargs)
-            except (UserError, OSError, *also) as error:
-                if os.environ.get("LLVFSR_TRACEBACK"):
+            except Exception as error:
+                if not isinstance(error, _user_error_types(also)) or os.environ.get("LLVFSR_TRACEBACK"):
                     raise
                 message = describe_os_error(error) if isinstance(error, OSError) else str(error)
                 print(f"error: {' '.join(message.split())}", file=sys.stderr)
-                return getattr(error, "exit_code", 1) if isinstance(error, UserError) else 1
+                return error.exit_code if isinstance(error, UserError) else 1
 
         return wrapper
 

@@ -20,10 +20,15 @@ from torch import Tensor, nn
 
 from llvfsr.checkpoint import load_checkpoint, save_checkpoint
 from llvfsr.config import ExperimentConfig, flatten, resolve_train
+from llvfsr.data.datasets import DatasetError
 from llvfsr.data.degrade import degrade_bicubic
 from llvfsr.data.loading import SplitData, load_split, text_width
+from llvfsr.errors import cli_entry
 from llvfsr.evaluate import evaluate_split
+from llvfsr.memory import check_batch_fits, free_memory, probe_step_memory
 from llvfsr.models import build, get_entry
+from llvfsr.priors.store import PriorStoreError
+from llvfsr.priors.text_encoder import TextEncoderError
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,24 @@ def make_autocast(tcfg, device: torch.device) -> torch.autocast:
     """The train step's autocast context: bf16 on CUDA when `tcfg.bf16`; on the CPU only with `cpu_autocast` too."""
     enabled = tcfg.bf16 and (device.type == "cuda" or (device.type == "cpu" and tcfg.cpu_autocast))
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def check_memory(core: nn.Module, autocast, tcfg, data: SplitData, config: ExperimentConfig, batch: int) -> None:
+    """Refuse at once a batch whose train step cannot fit the device's free memory (`llvfsr.memory`)."""
+    free = free_memory(data.hr.device)
+    if free is None or len(data) == 0:
+        return
+    # Two faces, not one: batch norm over a 1x1 map needs more than one value per channel (FSRNet, DIC at small sizes).
+    hr, priors = data.batch(torch.arange(min(2, batch, len(data)), device=data.hr.device))
+    lr = make_lr(hr, config.data.scale)
+    if tcfg.channels_last:
+        hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
+    memory = probe_step_memory(
+        core, lambda optimizer, *batch_: train_step(core, core, optimizer, autocast, tcfg, *batch_), lr, hr, priors
+    )
+    if memory is not None:
+        what = f"{config.model.name} x{config.data.scale} at HR {config.data.hr_size}"
+        check_batch_fits(memory, batch, free, data.hr.device, what)
 
 
 def world() -> tuple[int, int]:
@@ -182,6 +205,8 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
     if entry.trained and steps == 0:
         raise ValueError(f"train split has {len(train_data)} faces, fewer than one batch of {tcfg.batch_size}")
     autocast = make_autocast(tcfg, device)
+    if entry.trained and start_epoch < tcfg.epochs:
+        check_memory(core, autocast, tcfg, train_data, config, per_rank)
 
     for epoch in range(start_epoch, tcfg.epochs if entry.trained else 0):
         t0 = time.perf_counter()
@@ -229,6 +254,7 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
     return summary
 
 
+@cli_entry(DatasetError, PriorStoreError, TextEncoderError)
 def main(argv: list[str] | None = None) -> int:
     """``python -m llvfsr.train --model llvfsr --scale 8 --dataset synthetic ...``: one experiment, no Ray."""
     from llvfsr.cli import experiment_from_args, experiment_parser
@@ -245,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = experiment_from_args(parser, args)
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except (TypeError, ValueError) as error:  # an override the model does not take, or a bad value for it
+        given = " ".join(f"--set {key}={value}" for key, value in config.model.overrides)
+        parser.error(f"--model {config.model.name} {given}: {error}")
     ensure_priors(config.data, required_fields(model, config.model.name))
     summary = train(config)
     width = max(map(len, summary))

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from llvfsr.config import ExperimentConfig
+from llvfsr.errors import cli_entry
 from sweeps.grids import GRIDS, Grid
 from sweeps.presets import PRESETS
 
@@ -168,6 +169,12 @@ def trial_rows(grid: Grid, args: argparse.Namespace) -> list[dict]:
     ]
 
 
+@cli_entry(
+    "llvfsr.priors.store:PriorStoreError",
+    "llvfsr.priors.text_encoder:TextEncoderError",
+    "llvfsr.data.datasets:DatasetError",
+    "llvfsr.priors.sources.vlm_openai:DescriptionAPIError",
+)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     grid = GRIDS[args.grid]
@@ -210,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(rows)} trial(s): {len(rows) - evaluated} trained, {evaluated} evaluated only (not trained)")
     if args.dry_run:
         return 0
+    from llvfsr.cli import check_tracking_uri
+    from llvfsr.tracking import default_tracking_uri
     from sweeps.launch import launch
+
+    check_tracking_uri(args.tracking_uri or default_tracking_uri())  # before priors are extracted and Ray starts
 
     return launch(args, grid, base, preset_name, gpus)
 

@@ -296,10 +296,10 @@ def test_cli_rejects_bad_values(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "invalid choice: 'segformer'" in err and all(name in err for name in ("sam", "face-parser", "none"))
     argv = ["extract", "--dataset", "synthetic", "--scale", "8", "--out", str(tmp_path), "--text-encoder", "none"]
-    assert main([*argv, "--source-option", "mask:model_id"]) == 1
+    assert main([*argv, "--source-option", "mask:model_id"]) == 2  # a bad command line
     assert "expected KIND.KEY=VALUE" in capsys.readouterr().err
-    assert main([*argv, "--source-option", "mask.model_id=x"]) == 1  # the synthetic source takes no options
-    assert "mask source 'synthetic' rejected options ['model_id']" in capsys.readouterr().err
+    assert main([*argv, "--source-option", "mask.model_id=x"]) == 2  # the synthetic source takes no options
+    assert "mask source 'synthetic' rejected --source-option mask.model_id=x" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 

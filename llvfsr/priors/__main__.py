@@ -10,13 +10,15 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from llvfsr.priors.sources import KINDS, source_class, source_names
+from llvfsr.cli import add_source_option_flag, build_source, parse_source_options
+from llvfsr.errors import cli_entry
+from llvfsr.priors.sources import KINDS, source_names
+from llvfsr.priors.sources.vlm_openai import DescriptionAPIError
 from llvfsr.priors.store import DEFAULT_SHARD_SIZE, PriorStore, PriorStoreError
 from llvfsr.priors.text_encoder import TextEncoderError
 
@@ -42,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help=f"{kind} source ('none' skips it; default: synthetic for the synthetic dataset)",
         )
-    extract.add_argument(
-        "--source-option",
-        action="append",
-        default=[],
-        metavar="KIND.KEY=VALUE",
-        help="a constructor option of one source, e.g. mask.model_id=/models/face-parser (repeatable; JSON values)",
-    )
+    add_source_option_flag(extract)
     extract.add_argument(
         "--text-encoder", default="ViT-B-32", help="open_clip architecture, or 'none' for no embeddings"
     )
@@ -78,36 +74,10 @@ def _open_dataset(args: argparse.Namespace) -> Any:
     return open_dataset(args.dataset, args.split, n=args.n, seed=args.seed, hr_size=args.hr_size)
 
 
-def _source_options(pairs: list[str]) -> dict[str, dict[str, Any]]:
-    options: dict[str, dict[str, Any]] = {}
-    for pair in pairs:
-        target, _, value = pair.partition("=")
-        kind, _, key = target.partition(".")
-        if kind not in KINDS or not key or not value:
-            raise ValueError(f"--source-option {pair!r}: expected KIND.KEY=VALUE with KIND one of {', '.join(KINDS)}")
-        try:
-            options.setdefault(kind, {})[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options.setdefault(kind, {})[key] = value
-    return options
-
-
 def _make_sources(args: argparse.Namespace, device: str | None) -> dict[str, Any]:
-    options = _source_options(args.source_option)
-    sources = {}
-    for kind in KINDS:
-        name = getattr(args, kind) or ("synthetic" if args.dataset == "synthetic" else "none")
-        if name == "none":
-            continue
-        cls = source_class(kind, name)
-        kwargs = dict(options.get(kind, {}))
-        if device and "device" in inspect.signature(cls.__init__).parameters:
-            kwargs.setdefault("device", device)
-        try:
-            sources[kind] = cls(**kwargs)
-        except TypeError as err:  # an option the source does not take: a usage error, not a crash
-            raise ValueError(f"{kind} source {name!r} rejected options {sorted(kwargs)}: {err}") from err
-    return sources
+    options = parse_source_options(args.source_option)
+    names = {kind: getattr(args, kind) or ("synthetic" if args.dataset == "synthetic" else "none") for kind in KINDS}
+    return {kind: build_source(kind, name, options.get(kind), device) for kind, name in names.items() if name != "none"}
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -155,25 +125,23 @@ def _print_status(store: PriorStore) -> None:
               f"peak RSS {cost['peak_rss_mib'] or 0:.0f} MiB, CUDA {cost['peak_cuda_mib'] or 0:.0f} MiB")  # fmt: skip
 
 
+@cli_entry(PriorStoreError, TextEncoderError, DescriptionAPIError, ValueError)
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 a damaged or mismatched store, 2 bad usage)."""
+    """Run the CLI; returns the exit status (0 ok, 1 a damaged or mismatched store or a source that cannot load,
+    2 bad usage)."""
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "extract":
-            return _extract(args)
-        stores = _stores(args.out)
-        if args.command == "status":
-            for store in stores:
-                _print_status(store)
-            return 0
-        problems = [problem for store in stores for problem in store.verify(raise_on_error=False)]
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        print(f"verified {len(stores)} store(s): {len(problems)} problem(s)")
-        return 1 if problems else 0
-    except (PriorStoreError, TextEncoderError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if args.command == "extract":
+        return _extract(args)
+    stores = _stores(args.out)
+    if args.command == "status":
+        for store in stores:
+            _print_status(store)
+        return 0
+    problems = [problem for store in stores for problem in store.verify(raise_on_error=False)]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"verified {len(stores)} store(s): {len(problems)} problem(s)")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

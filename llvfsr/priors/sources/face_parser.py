@@ -60,8 +60,9 @@ def load_pretrained(auto_class: Any, model_id: str, revision: str | None, **kwar
         return auto_class.from_pretrained(model_id, revision=revision, **kwargs)
     except OSError as err:  # no network / HF_HUB_OFFLINE and not cached, or a bad path
         raise OSError(
-            f"cannot load {model_id!r} (revision {revision!r}): {err}. Pass a local folder with the model files "
-            "(save_pretrained layout) or make the hub reachable."
+            f"cannot load {model_id!r} (revision {revision!r}): {str(err).rstrip('.')}. Pass a local folder with the "
+            "model files (save_pretrained layout; on the command line --source-option KIND.model_id=FOLDER) or make "
+            "the hub reachable."
         ) from err
 
 
