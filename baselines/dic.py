@@ -44,6 +44,8 @@ Deviations, and why:
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -51,6 +53,7 @@ from tqdm import tqdm
 
 from llvfsr.heatmaps import landmark_error, render_heatmaps, require_target
 from llvfsr.models.hourglass import Hourglass
+from llvfsr.models.official import OfficialFormat, rename
 from llvfsr.priors.types import NUM_LANDMARKS, Priors
 
 CELEBA_RGB_MEAN = (0.509, 0.424, 0.378)  # the authors' data-loader normalisation
@@ -350,3 +353,72 @@ def build(scale: int = 8, hr_size: int = 256, **overrides) -> DIC:
     hourglass_pretrain_steps, hourglass_freeze_steps (the authors' 2000), hourglass_pretrain_lr.
     """
     return DIC(scale=scale, hr_size=hr_size, **overrides)
+
+
+# The authors' released weights (`llvfsr.models.load_official`): key names of
+# github.com/Maclory/Deep-Iterative-Collaboration (code/networks/dic_arch.py, srfbn_hg_arch.py, blocks.py,
+# modules/architecture.py, modules/StackedHourGlass.py), x8 on 16 -> 128 faces; FB_HG_68_CelebA.pth holds the
+# hourglass ("HG") alone.
+_OFFICIAL_RULES = (
+    (r"^head\.0\.", "conv_in."),
+    (r"^tail\.0\.", "out."),
+    (r"^tail\.1\.", "conv_out."),
+    (r"\.up\.(\d+)\.", r".upBlocks.\1."),
+    (r"\.down\.(\d+)\.", r".downBlocks.\1."),
+    (r"\.up_transition\.", ".uptranBlocks."),
+    (r"\.down_transition\.", ".downtranBlocks."),
+    (r"\.fusion\.expand\.", ".fusion_block.conv_in."),
+    (r"\.fusion\.body\.(\d+)\.body\.0\.0\.", r".fusion_block.resnet.\1.res.0."),
+    (r"\.fusion\.body\.(\d+)\.body\.1\.0\.", r".fusion_block.resnet.\1.res.2."),
+)
+_OFFICIAL_HOURGLASS_RULES = (
+    (r"^stem\.", "pre_conv_block."),
+    (r"^head\.0\.", "hg_conv_out.0."),
+    (r"^head\.1\.", "hg_conv_out.1.conv_block.0."),
+    (r"^head\.3\.", "hg_conv_out.2."),
+    (r"\.body\.", ".conv_block."),
+    (r"\.skip\.(weight|bias)$", r".skip_layer.\1"),
+)
+
+
+def _official_hourglass_key(key: str, depth: int = 4) -> str:
+    """FeedbackHourglass key -> the official HG key (the recursion's levels are named res<level>_<1|2|3>)."""
+    match = re.match(r"^hourglass\.((?:inner\.)*)(skip\.|down\.|up\.)?(.*)$", key)
+    if match:
+        inners, branch, rest = match.groups()
+        level = depth - inners.count("inner.")
+        if branch is None:  # the innermost block
+            key = f"hg.res_center.{rest}"
+        else:
+            key = f"hg.res{level}_{ {'skip.': 1, 'down.': 2, 'up.': 3}[branch] }.{rest}"
+    return rename(key, _OFFICIAL_HOURGLASS_RULES)
+
+
+def _official_key(key: str) -> str | None:
+    if key == "hourglass_freeze_left":
+        return None  # ours: the freeze counter, not in the release
+    if key.startswith("landmark_net."):
+        return "HG." + _official_hourglass_key(key[len("landmark_net.") :])
+    return rename(key, _OFFICIAL_RULES)
+
+
+def _official_release(state) -> dict:
+    return {"scale": 8}
+
+
+def _official_prepare(model: DIC) -> None:
+    """The authors' weights were trained with their heatmap convention (targets centred at x / 4)."""
+    model.heatmap_convention = "authors"
+
+
+def _hourglass_prepare(model: DIC) -> None:
+    """The authors' recipe with their pretrained hourglass: no pretraining here, frozen for the first steps."""
+    model.hourglass_pretrain_steps = 0
+    model.hourglass_freeze_left.fill_(model.hourglass_freeze_steps)
+    model.heatmap_convention = "authors"
+
+
+OFFICIAL = OfficialFormat("dic", _official_key, release=_official_release, prepare=_official_prepare)
+OFFICIAL_HOURGLASS = OfficialFormat(
+    "dic", _official_hourglass_key, release=_official_release, prepare=_hourglass_prepare, submodule="landmark_net"
+)

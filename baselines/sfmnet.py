@@ -39,11 +39,14 @@ L1 + phase L1) on the frequency output.
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llvfsr.data.degrade import upsample_bicubic
+from llvfsr.models.official import OfficialFormat, rename
 
 
 def at_least_float32(x: Tensor) -> Tensor:
@@ -305,3 +308,63 @@ def build(scale: int = 8, hr_size: int = 256, **overrides) -> SFMNet:
     model = SFMNet(scale=scale, **overrides)
     model.hr_size = hr_size
     return model
+
+
+# The authors' released weights (`llvfsr.models.load_official`): key names of github.com/wcy-cs/SFMNet
+# (models/mynet.py, models/common.py), x8 on 16 -> 128 faces, three levels.
+_OFFICIAL_STAGES = ("down1", "down2", "down3", "neck", "up1", "up2", "up3")
+_OFFICIAL_RULES = (
+    # Heads and tails: ConvBNReLU2D (conv "layers", PReLU "act").
+    (r"^(frequency|spatial)_(head|tail)\.0\.", r"\1_\2.0.layers."),
+    (r"^(frequency|spatial)_(head|tail)\.1\.", r"\1_\2.0.act."),
+    (r"^frequency_(head|tail)\.", r"\1_fre."),
+    (r"^spatial_(head|tail)\.", r"\1."),
+    # Down-samplers: conv, unshuffle, conv, each a ConvBNReLU2D inside DownSample's "layers".
+    (r"^(\w+_stages\.[0-2])\.0\.(\d)\.", r"\1.0.layers.\2.layers."),
+    # Fourier blocks.
+    (r"\.pre\.", ".fpre."),
+    (r"\.amplitude\.", ".amp_fuse."),
+    (r"\.phase\.", ".pha_fuse."),
+    # Residual groups: ResBlock convs are ConvBNReLU2D; the group's conv + PReLU is one ConvBNReLU2D.
+    (r"\.body\.(\d+)\.conv1\.", r".body.\1.layers.0.layers."),
+    (r"\.body\.(\d+)\.conv2\.", r".body.\1.layers.1.layers."),
+    (r"\.skip_scale$", ".re_scale.scale"),
+    # Fusion blocks. The official block is called as (frequency, spatial) but names its arguments (spa, fre), so
+    # its "fre" conv and "fre_att" act on the spatial features and "spa" on the frequency features.
+    (r"^fusions\.(\d+)\.spatial_in\.", r"conv_fuse.\1.fre."),
+    (r"^fusions\.(\d+)\.frequency_in\.", r"conv_fuse.\1.spa."),
+    (r"^fusions\.(\d+)\.attend_spatial\.", r"conv_fuse.\1.fre_att."),
+    (r"^fusions\.(\d+)\.attend_frequency\.", r"conv_fuse.\1.spa_att."),
+    (r"^fusions\.(\d+)\.gates\.", r"conv_fuse.\1.fuse."),
+    (r"\.q\.0\.", ".q."),
+    (r"\.q\.1\.", ".q_dwconv."),
+    (r"\.kv\.0\.", ".kv."),
+    (r"\.kv\.1\.", ".kv_dwconv."),
+)
+
+
+def _official_key(key: str) -> str:
+    """Our key -> the official one (the released size: three levels, two residual blocks per group)."""
+    # A residual group's closing conv (body index 2) and PReLU (3) are one official ConvBNReLU2D at index 2.
+    key = re.sub(
+        r"^(spatial_\w+\.\d\.(?:1\.)?body\.)([23])\.(weight|bias)$",
+        lambda m: f"{m.group(1)}2.{'layers' if m.group(2) == '2' else 'act'}.{m.group(3)}",
+        key,
+    )
+    key = rename(key, _OFFICIAL_RULES)
+    match = re.match(r"^(frequency|spatial)_(stages|mo)\.(\d)\.(.*)$", key)
+    if match is None:
+        return key
+    branch, kind, index, rest = match.groups()
+    stage = _OFFICIAL_STAGES[int(index)] + ("_fre" if branch == "frequency" else "")
+    if kind == "mo" or stage.startswith("neck"):
+        return f"{stage}{'_mo' if kind == 'mo' else ''}.0.{rest}"
+    return f"{stage}.{rest}"
+
+
+OFFICIAL = OfficialFormat(
+    "sfmnet",
+    _official_key,
+    unused=(r"conv_fuse\.\d+\.spa_att\..*",),  # built but never called by the official fusion block
+    release=lambda state: {"scale": 8},
+)

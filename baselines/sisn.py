@@ -20,8 +20,12 @@ Deviations from the official code, and why:
   the same channel order (the test checks it), without building the HR-size tensor.
 - The official ISAB always creates a 1x1 "skip" conv but uses it only when its input and output widths differ,
   which never happens in SISN; those 110 unused convs (450,560 weights that never get a gradient) are not created
-  here, and MeanShift's 24 frozen weights are a fixed affine map. Counting the official layer list gives
-  8,755,035 (x8) / 9,234,523 (x16) parameters; this module has 8,304,451 / 8,783,939, the same function.
+  here. MeanShift (``sub_mean`` / ``add_mean``, 1x1 convs initialised to -/+ the mean) is trained, as in the
+  official code: its ``self.requires_grad = False`` sets a module attribute, not the parameters' flag. Counting
+  the official layer list gives 8,755,035 (x8) / 9,234,523 (x16) parameters; this module has 8,304,475 /
+  8,783,963, the same function.
+- Faces need not be square: ``hr_size`` is an int, an (H, W) pair, or None for any LR size (the authors' released
+  CelebA x4 model takes 44x54 faces; `llvfsr.models.load_official` sets None).
 - x16 (16x16 -> 256x256): the official code takes any power-of-two scale; x16 is that code at scale 16 (a
   768-channel head conv and four up-sampling stages).
 - BatchNorm in the split-attention pooled branch sees one value per channel per image, so training needs a batch
@@ -37,6 +41,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from llvfsr.models.official import OfficialFormat, rename
 
 if TYPE_CHECKING:
     from llvfsr.priors.types import Priors
@@ -117,6 +123,15 @@ class SplitAttentionGroup(nn.Module):
         return self.body(x) + self.internal(x)
 
 
+def mean_shift(sign: int) -> nn.Conv2d:
+    """EDSR's MeanShift as the official code builds it: a 1x1 conv, identity weight, bias sign * 255 * mean."""
+    conv = nn.Conv2d(3, 3, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+        conv.bias.copy_(sign * PIXEL_RANGE * torch.tensor(RGB_MEAN))
+    return conv
+
+
 def pixel_shuffle_upsampler(channels: int, scale: int) -> nn.Sequential:
     """EDSR's up-sampler for a power-of-two scale: log2(scale) stages of conv to 4x channels + pixel shuffle x2."""
     stages = int(math.log2(scale))
@@ -133,7 +148,8 @@ class SISN(nn.Module):
 
     Args:
         scale: up-scaling factor, a power of two (8 and 16 in the paper's tables).
-        hr_size: HR side length; only checked against the LR input (the network is fully convolutional).
+        hr_size: HR size, an int (square), an (H, W) pair or None (any size); only checked against the LR input
+            (the network is fully convolutional).
         width: feature channels (64).
         num_groups: ESAGs in the body (10).
         num_blocks: ISABs per ESAG (10).
@@ -143,18 +159,21 @@ class SISN(nn.Module):
     def __init__(
         self,
         scale: int = 8,
-        hr_size: int = 256,
+        hr_size: int | tuple[int, int] | None = 256,
         width: int = 64,
         num_groups: int = 10,
         num_blocks: int = 10,
         radix: int = 4,
     ) -> None:
         super().__init__()
-        if hr_size % scale:
+        hr_hw = (hr_size, hr_size) if isinstance(hr_size, int) else hr_size
+        if hr_hw is not None and (hr_hw[0] % scale or hr_hw[1] % scale):
             raise ValueError(f"hr_size {hr_size} is not a multiple of scale {scale}")
         self.scale = scale
         self.hr_size = hr_size
-        self.register_buffer("mean", torch.tensor(RGB_MEAN).view(1, 3, 1, 1) * PIXEL_RANGE, persistent=False)
+        self.hr_hw = None if hr_hw is None else tuple(hr_hw)
+        self.sub_mean = mean_shift(-1)
+        self.add_mean = mean_shift(+1)
         self.head = nn.Conv2d(3 * scale**2, width, 3, padding=1)
         self.body = nn.Sequential(
             *[SplitAttentionGroup(width, num_blocks, radix) for _ in range(num_groups)],
@@ -172,17 +191,52 @@ class SISN(nn.Module):
         Returns:
             float32 RGB NCHW, [B, 3, h*scale, w*scale], nominally in [0, 1] (not clamped).
         """
-        if lr.shape[-1] * self.scale != self.hr_size or lr.shape[-2] * self.scale != self.hr_size:
-            raise ValueError(f"expected LR {self.hr_size // self.scale}px for x{self.scale}, got {tuple(lr.shape)}")
+        if self.hr_hw is not None and tuple(d * self.scale for d in lr.shape[-2:]) != self.hr_hw:
+            expected = "x".join(str(d // self.scale) for d in self.hr_hw)
+            raise ValueError(f"expected LR {expected}px (H x W) for x{self.scale}, got {tuple(lr.shape)}")
         if self.training and lr.shape[0] < 2:
             raise ValueError("SISN trains with BatchNorm on pooled per-image features: use a batch of at least 2")
-        x = lr * PIXEL_RANGE - self.mean
+        x = self.sub_mean(lr * PIXEL_RANGE)
         # Nearest-upsample to HR then space-to-depth by `scale` (the official input path) = s*s copies of the LR.
         x = self.head(x.repeat(1, self.scale**2, 1, 1))
         x = self.body(x) + x
-        return (self.tail(x) + self.mean) / PIXEL_RANGE
+        return self.add_mean(self.tail(x)) / PIXEL_RANGE
 
 
 def build(scale: int = 8, hr_size: int = 256, **overrides) -> SISN:
     """SISN with the official sizes (10 groups x 10 blocks, 64 channels) unless overridden (see `SISN`)."""
     return SISN(scale, hr_size, **overrides)
+
+
+# The authors' released weights (`llvfsr.models.load_official`): key names of
+# github.com/mdswyz/SISN-Face-Hallucination (model/sisn.py, model/utils/isab.py, model/utils/ISA.py).
+_OFFICIAL_RULES = (
+    (r"^head\.", "head.1."),
+    (r"\.internal\.", ".IA."),
+    (r"\.reduce\.0\.", ".conv1."),
+    (r"\.reduce\.1\.", ".bn1."),
+    (r"\.attend\.fc1\.", ".conv2.conv1x1_1."),
+    (r"\.attend\.fc2\.", ".conv2.conv1x1_2."),
+    (r"\.attend\.", ".conv2."),
+    (r"\.expand\.0\.", ".conv3."),
+    (r"\.expand\.1\.", ".bn3."),
+)
+
+
+def _official_release(state) -> dict:
+    """The release's scale, from its head conv (3 * scale^2 input channels)."""
+    return {"scale": round((state["head.1.weight"].shape[1] / 3) ** 0.5) if "head.1.weight" in state else 4}
+
+
+def _official_prepare(model: SISN) -> None:
+    """The released models take faces of any size (CelebA's x4 model: 44x54)."""
+    model.hr_size = model.hr_hw = None
+
+
+OFFICIAL = OfficialFormat(
+    "sisn",
+    lambda key: rename(key, _OFFICIAL_RULES),
+    unused=(r".*\.skip\.weight",),  # the ISAB's skip conv, used only when widths differ (never in SISN)
+    release=_official_release,
+    prepare=_official_prepare,
+)

@@ -58,6 +58,7 @@ from torch.utils.checkpoint import checkpoint
 
 from llvfsr.data.degrade import upsample_bicubic
 from llvfsr.models.blocks import LayerNorm2d  # LayerNorm over channels, eps 1e-5, with bias
+from llvfsr.models.official import OfficialFormat, rename
 
 
 def haar_forward(x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -356,3 +357,58 @@ def build(scale: int = 8, hr_size: int = 256, **overrides) -> WFEN:
     init_official(model)
     model.hr_size = hr_size
     return model
+
+
+# The authors' released weights (`llvfsr.models.load_official`): key names of github.com/PRIS-CV/WFEN
+# (models/arch/wfen.py), x8 on 16 -> 128 faces.
+_OFFICIAL_RULES = (
+    (r"^encoder1\.", "TransformerDown1."),
+    (r"^encoder2\.", "TransformerDown2.0."),
+    (r"^encoder3\.", "TransformerDown3.0."),
+    (r"^bottleneck\.0\.", "Transformer0."),
+    (r"^bottleneck\.(\d+)\.", lambda m: f"Transformer.{int(m.group(1)) - 1}."),
+    (r"^decoder1\.", "TransformerUp1.0."),
+    (r"^decoder2\.", "TransformerUp2.0."),
+    (r"^decoder3\.", "TransformerUp3."),
+    (r"^down(\d)\.conv\.", r"HaarDownsample\1.first_conv."),
+    (r"^high(\d)\.", r"RB\1."),
+    (r"^up(\d)\.high\.", r"HaarFeatureFusion\1.RB."),
+    (r"^up(\d)\.low\.", r"HaarFeatureFusion\1.channel_tranformation."),
+    (r"\.attentions\.0\.", ".modules_att.att_0."),
+    (r"\.attentions\.1\.", ".modulec_att.att_0."),
+    (r"\.feed_forwards\.0\.", ".modules_ffd.ffd0."),
+    (r"\.feed_forwards\.1\.", ".modulec_ffd.ffd0."),
+    (r"\.attention_norms\.0\.norm\.", ".modules_norm.norm_0.body."),
+    (r"\.attention_norms\.1\.norm\.", ".modulec_norm.norm_0.body."),
+    (r"\.feed_forward_norms\.0\.norm\.", ".modules_norm.norm_2.body."),
+    (r"\.feed_forward_norms\.1\.norm\.", ".modulec_norm.norm_2.body."),
+    (r"\.qkv\.0\.", ".qkv."),
+    (r"\.qkv\.1\.", ".qkv_dwconv."),
+)
+
+
+def official_haar_filters(channels: int) -> Tensor:
+    """The official Haar filter bank as stored in its checkpoints: [4 * channels, 1, 2, 2] of +-1 (a, h, v, d)."""
+    bank = torch.ones(4, 1, 2, 2)
+    bank[1, 0, :, 1] = -1  # h
+    bank[2, 0, 1, :] = -1  # v
+    bank[3, 0, 1, 0] = bank[3, 0, 0, 1] = -1  # d
+    return bank.repeat(channels, 1, 1, 1)
+
+
+def _official_fixed(key: str, shape: torch.Size) -> Tensor | None:
+    """The official Haar filters are frozen parameters in the checkpoint; their values are checked, not loaded."""
+    return official_haar_filters(shape[0] // 4) if key.endswith("haar_weights") and len(shape) == 4 else None
+
+
+def _official_prepare(model: WFEN) -> None:
+    model.set_official_roll(True)
+
+
+OFFICIAL = OfficialFormat(
+    "wfen",
+    lambda key: rename(key, _OFFICIAL_RULES),
+    fixed=_official_fixed,
+    release=lambda state: {"scale": 8},
+    prepare=_official_prepare,
+)

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
+import pytest
 import torch
 
 from baselines import wfen
+from llvfsr.models import build
+from llvfsr.models.official import (
+    OfficialCheckpointError,
+    load_official,
+    map_official,
+    official_format,
+    to_official,
+)
 
 
 def _saved_bytes(fn) -> int:
@@ -94,3 +107,142 @@ def test_wfen_official_roll_switch_reaches_every_regional_attention():
         model.set_official_roll(False)
         plain = model(x)
     assert (rolled - plain).abs().max() > 1e-6  # differs only through the shifted 1-pixel bottleneck block
+
+
+# --- the authors' checkpoints (llvfsr.models.official) -----------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "official_keys"
+# Smallest sizes each official-size model runs at, and its LR input (H, W).
+CASES = {
+    "wfen": ({"hr_size": 32}, (4, 4)),
+    "sfmnet": ({"hr_size": 16}, (2, 2)),
+    "sisn": ({}, (6, 5)),  # x4, non-square
+    "dic": ({"hr_size": 64}, (8, 8)),
+    "dic-hourglass": ({"hr_size": 64}, (8, 8)),
+}
+
+
+def _fixture(name: str) -> dict[str, list[int]]:
+    return json.loads((FIXTURES / f"{name}.json").read_text())["keys"]
+
+
+def _official_file(tmp_path: Path, state: dict[str, torch.Tensor], wrap: str = "state_dict") -> Path:
+    """Save `state` as a release might: DataParallel's ``module.`` prefix inside a wrapper dict."""
+    path = tmp_path / "release.pth"
+    torch.save({wrap: {f"module.{k}": v for k, v in state.items()}}, path)
+    return path
+
+
+def _random_official(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random state dict in the official format, from the fixture's names and shapes (fixed filters as stored)."""
+    fmt = official_format(name)
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for key, shape in _fixture(name).items():
+        fixed = fmt.fixed(key, torch.Size(shape))
+        if fixed is not None:
+            state[key] = fixed
+        elif key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(7)
+        else:
+            state[key] = torch.rand(shape, generator=generator) + (0.5 if key.endswith("running_var") else -0.5)
+    return state
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_random_official_state_dict_loads_strictly_onto_the_named_tensors(name, tmp_path):
+    official = _random_official(name)
+    model = load_official(name, _official_file(tmp_path, official), **CASES[name][0])
+    loaded = to_official(name, model)
+    fmt = official_format(name)
+    dropped = {
+        k
+        for k in official
+        if fmt.fixed(k, official[k].shape) is not None or any(re.fullmatch(p, k) for p in fmt.unused)
+    }
+    assert set(loaded) == set(official) - dropped  # every official key has a home, and only those
+    for key, value in loaded.items():
+        torch.testing.assert_close(value, official[key].to(value.dtype), rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_model_survives_the_round_trip_through_the_official_names(name, tmp_path):
+    torch.manual_seed(0)
+    overrides, lr_size = CASES[name]
+    fmt = official_format(name)
+    release = fmt.release({k: torch.empty(v) for k, v in _fixture(name).items()})
+    own = build(fmt.model, **{**release, **overrides})
+    if fmt.prepare is not None:
+        fmt.prepare(own)  # the same switches (WFEN's roll, DIC's heatmap convention) on both sides
+    state = to_official(name, own)
+    state.update(
+        {k: fmt.fixed(k, torch.Size(s)) for k, s in _fixture(name).items() if fmt.fixed(k, torch.Size(s)) is not None}
+    )
+    loaded = load_official(name, _official_file(tmp_path, state, wrap="model"), **overrides)
+    lr = torch.rand(2, 3, *lr_size)
+    if name == "dic-hourglass":  # the release holds the hourglass alone: compare its heatmaps on an HR face
+        own, loaded, lr = own.landmark_net, loaded.landmark_net, torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = own.eval()(lr), loaded(lr)
+    if name == "dic-hourglass":
+        expected, got = expected[0], got[0]
+    assert expected.abs().mean() > 1e-3  # measured 0.02-0.6: the outputs are not trivially zero
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_wfen_release_runs_the_official_roll():
+    official = _random_official("wfen")
+    model = build("wfen", hr_size=32)
+    model.load_state_dict(map_official("wfen", model, official, "release"))
+    assert not model.official_roll
+    official_format("wfen").prepare(model)
+    assert all(m.official_roll for m in model.modules() if isinstance(m, wfen.WindowChannelAttention))
+
+
+def test_sfmnet_fusion_fre_holds_the_spatial_weights_and_spa_the_frequency_weights():
+    """The trap: the official fuse block is called as (frequency, spatial) but names its arguments (spa, fre)."""
+    official = _random_official("sfmnet")
+    spatial_conv, frequency_conv = torch.full((64, 64, 3, 3), 1.0), torch.full((64, 64, 3, 3), 2.0)
+    official["conv_fuse.3.fre.weight"], official["conv_fuse.3.spa.weight"] = spatial_conv, frequency_conv
+    model = build("sfmnet", hr_size=16)
+    model.load_state_dict(map_official("sfmnet", model, official, "release"))
+    torch.testing.assert_close(model.fusions[3].spatial_in.weight.detach(), spatial_conv)
+    torch.testing.assert_close(model.fusions[3].frequency_in.weight.detach(), frequency_conv)
+    # fre_att (queries from the spatial side first) is the one attention the official block calls.
+    torch.testing.assert_close(
+        model.fusions[3].attend_spatial.temperature.detach(), official["conv_fuse.3.fre_att.temperature"]
+    )
+
+
+def test_sisn_release_is_x4_and_takes_44_by_54_faces(tmp_path):
+    model = load_official("sisn", _official_file(tmp_path, _random_official("sisn")))
+    assert model.scale == 4
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 54, 44)).shape == (1, 3, 216, 176)
+
+
+def test_dic_hourglass_release_replaces_pretraining_and_starts_the_freeze(tmp_path):
+    official = _random_official("dic-hourglass")
+    model = load_official("dic-hourglass", _official_file(tmp_path, official), hr_size=64)
+    assert model.hourglass_pretrain_steps == 0 and int(model.hourglass_freeze_left) == model.hourglass_freeze_steps
+    torch.testing.assert_close(model.landmark_net.compress_in.weight.detach(), official["compress_in.weight"])
+
+
+def test_a_wrong_file_names_the_expected_and_found_keys(tmp_path):
+    path = _official_file(tmp_path, _random_official("wfen"))
+    with pytest.raises(OfficialCheckpointError) as error:
+        load_official("sfmnet", path, hr_size=16)
+    message = str(error.value)
+    assert str(path) in message
+    assert "expected keys 500: head_fre.0.layers.weight, head_fre.0.act.weight," in message  # 584 less 14 x 6 spa_att
+    assert "found keys 363: first_conv.weight, first_conv.bias," in message  # all of WFEN's
+    assert "missing: 500: " in message and "unexpected: 363: " in message
+
+
+def test_a_damaged_file_is_named(tmp_path):
+    path = tmp_path / "WFEN.pth"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(OfficialCheckpointError, match="WFEN.pth: not a readable PyTorch file"):
+        load_official("wfen", path)
+    with pytest.raises(OfficialCheckpointError, match="no such file"):
+        load_official("wfen", tmp_path / "missing.pth")
