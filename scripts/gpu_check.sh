@@ -53,7 +53,7 @@ if [ "$TINY" = 1 ]; then  # CPU rehearsal: the same commands at toy sizes
   COMPILE="--device cpu --hr-size 32 --batch 2 --steps 1 --warmup 1 --scales 8 --models llvfsr"
   # Generous limits: a shared CPU machine can take a minute to start a trainer.
   PACK="--levels 1,2 --steady 1 --budget 150 --tiny" PAPER="--levels 1 --steady 1 --budget 150 --tiny"
-  B_ENV=120 B_BENCH=300 B_COMPILE=300 B_PROJECT=120 B_PACK=400 B_PAPER=200 B_REPORT=120
+  B_ENV=120 B_BENCH=300 B_COMPILE=300 B_PROJECT=120 B_PACK=400 B_PAPER=200 B_REPORT=120 TOTAL=0
 else  # budgets in seconds, 475 in all (7.9 min); docs/benchmarks.md, "GPU check", estimates each step
   DEVICE=cuda
   BENCH="--device cuda --hr-size 256 --batch 16 --steps 10 --warmup 2 --scales 8,16"
@@ -63,7 +63,9 @@ else  # budgets in seconds, 475 in all (7.9 min); docs/benchmarks.md, "GPU check
            --models llvfsr,llvfsr-model1,dic,sfmnet,fsrnet,wfen,srcnn,sisn,faceformer"
   PACK="--levels 1,2,4,8 --steady 10 --budget 28" PAPER="--levels 1 --steady 35 --budget 60"
   B_ENV=15 B_BENCH=130 B_COMPILE=100 B_PROJECT=15 B_PACK=130 B_PAPER=70 B_REPORT=15
+  TOTAL=450  # the paper-size run also gets what the steps before it left of this (issue 17: a few minutes)
 fi
+SECONDS=0
 
 printf "step\texit\tseconds\tbudget\n" > "$OUT/steps.tsv"
 # step NAME BUDGET COMMAND...: run COMMAND under its budget, output to NAME.log, one line in steps.tsv.
@@ -141,6 +143,10 @@ step project "$B_PROJECT" bash -c "\"\$0\" scripts/gpu_check_summary.py merge-be
 # shellcheck disable=SC2086
 step pack "$B_PACK" "$PY" scripts/gpu_check_train.py --run pack $PACK --device "$DEVICE" --priors-root "$PRIORS" \
   --out "$OUT/pack"
+LEFT=$(( TOTAL - SECONDS - B_REPORT ))
+if [ "$ONLY" = "$ALL_STEPS" ] && [ "$LEFT" -gt "$B_PAPER" ]; then  # start-up (384 faces at 256 px): about 30 s
+  B_PAPER=$LEFT PAPER="--levels 1 --steady $(( LEFT - 40 )) --budget $(( LEFT - 10 ))"
+fi
 # shellcheck disable=SC2086
 step paper "$B_PAPER" "$PY" scripts/gpu_check_train.py --run paper $PAPER --device "$DEVICE" --priors-root "$PRIORS" \
   --out "$OUT/paper"

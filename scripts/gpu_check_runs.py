@@ -11,7 +11,7 @@ Runs (one model each, LLV-FSR x8):
     paper: LLV-FSR at the paper's size (HR 256, the registry's full model, batch 16) on 384 synthetic faces.
 Each exists in a ``--tiny`` form on the smoke preset's sizes for the CPU rehearsal.
 
-    python scripts/gpu_check_runs.py flags pack [--tiny]     # the flags, one per line (read by gpu_check.sh)
+    python scripts/gpu_check_runs.py flags pack [--tiny]     # the train flags, one per line (for reading)
     python scripts/gpu_check_runs.py prepare                 # extract every run's priors (here, with open_clip)
 """
 
