@@ -78,8 +78,9 @@ def _cgroup_free() -> int | None:
 
 def free_memory(device: torch.device) -> int | None:
     """Bytes the device can still give this process (None where it cannot be read)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cuda":  # free on the device, plus what this process's caching allocator holds unused
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0]) + cached
     if device.type != "cpu":
         return None
     try:
