@@ -166,6 +166,8 @@ def hpo_tables(reports: list[HpoReport], fmt: str) -> list[str]:
         notes = [
             f"best configuration (chosen on validation PSNR): trial {report.best}: {config} -> "
             f"val PSNR {best[OBJECTIVE]:.2f}{test}",
+            "val PSNR: the train loop's RGB PSNR without crop on faces held out of the train split, last epoch (what "
+            "the searcher received); test metrics: the run's metric convention (default `paper`: Y, 8 px crop)",
             *report.notes,
         ]
         title = (
