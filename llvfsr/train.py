@@ -123,6 +123,8 @@ def check_memory(core: nn.Module, autocast, tcfg, data: SplitData, config: Exper
     )
     if memory is not None:
         what = f"{config.model.name} x{config.data.scale} at HR {config.data.hr_size}"
+        log.info("memory check: %s, batch %d needs about %.2f GiB of %.1f GiB free", what, batch,
+                 memory.at(batch) / 2**30, free / 2**30)  # fmt: skip
         check_batch_fits(memory, batch, free, data.hr.device, what)
 
 
