@@ -72,13 +72,19 @@ def landmark_boxes(landmarks: np.ndarray, size: int) -> dict[str, tuple[int, int
 
 def synthetic_landmarks(params: dict[str, str], ids: list[str]) -> dict[str, np.ndarray] | None:
     """The exact landmarks of synthetic test faces, rebuilt from a run's recorded config; None for real data."""
-    from llvfsr.config import from_flat
+    import dataclasses
+    import json
+
+    from llvfsr.config import DataConfig
     from llvfsr.data.loading import open_split
 
-    config = from_flat({k: v for k, v in params.items() if k.split(".")[0] in ("data", "train", "model")})
-    if config.data.dataset != "synthetic":
+    # Only the fields this version knows: a run recorded by another version may have more or fewer.
+    known = {f.name for f in dataclasses.fields(DataConfig)}
+    values = {k[5:]: json.loads(v) for k, v in params.items() if k.startswith("data.") and k[5:] in known}
+    data = DataConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    if data.dataset != "synthetic":
         return None
-    dataset = open_split(config.data, "test")
+    dataset = open_split(data, "test")
     index = {dataset.item_id(i): i for i in range(len(dataset))}
     return {face_id: dataset.exact_priors(index[face_id]).landmarks for face_id in ids if face_id in index}
 

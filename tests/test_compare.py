@@ -11,7 +11,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from analysis.compare import MethodFaces, comparison_figure, crop_box, fixed_boxes, landmark_boxes
+from analysis.compare import (
+    MethodFaces,
+    comparison_figure,
+    crop_box,
+    fixed_boxes,
+    landmark_boxes,
+    synthetic_landmarks,
+)
 from analysis.figures import main as figures_main
 from analysis.tables import main as tables_main
 from sweeps.run import main as sweep_main
@@ -36,6 +43,23 @@ def test_synthetic_landmark_boxes_hold_the_eyes_and_mouth():
     eyes = eye_region_mask(face.mask)
     assert eyes[y0:y1, x0:x1].sum() > 0.9 * eyes.sum()  # the generator's exact eye region lies in the box
     assert boxes["mouth"][1] > y1 - 2  # the mouth box is below the eyes
+
+
+def test_synthetic_landmarks_from_recorded_params():
+    from llvfsr.config import DataConfig, ExperimentConfig, flatten
+    from llvfsr.data.loading import open_split
+
+    data = DataConfig(dataset="synthetic", hr_size=32, test_n=3, data_seed=4)
+    params = flatten(ExperimentConfig(data=data))
+    params["data.field_of_another_version"] = "1"  # a run recorded by another version
+    found = synthetic_landmarks(params, ["2", "9"])
+    assert list(found) == ["2"]  # id 9 is not in a 3-face test split
+    # The recorded seed and size are used: the landmarks of that face, not of the default data seed's.
+    np.testing.assert_array_equal(found["2"], open_split(data, "test").exact_priors(2).landmarks)
+    other = open_split(DataConfig(dataset="synthetic", hr_size=32, test_n=3), "test").exact_priors(2).landmarks
+    assert np.abs(found["2"] - other).max() > 0.5
+    real = flatten(ExperimentConfig(data=DataConfig(dataset="/data/mmceleba")))
+    assert synthetic_landmarks(real, ["0"]) is None  # real data: the fixed boxes are used
 
 
 def test_comparison_figure_shows_the_given_faces_and_scores():
