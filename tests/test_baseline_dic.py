@@ -13,6 +13,9 @@ from llvfsr.models import build
 from llvfsr.priors.types import Priors
 
 PAPER_PARAMS = 21.8e6  # LLV-FSR issue 6 table, = the authors' DIC at x8
+# Exact counts: x8 equals the authors' DIC (Maclory/Deep-Iterative-Collaboration, code/networks/dic_arch.py, its
+# state dict's 21,803,849 values); x16 adds one more up-sampling stage of the SR branch.
+EXACT_PARAMS = {8: 21_803_849, 16: 21_819_977}
 TINY = dict(width=8, num_groups=2, num_steps=3, num_fusion_blocks=1, hg_width=32, hg_depth=2, projection_scale=4)
 
 
@@ -28,7 +31,8 @@ def _landmarks(batch: int, hr: int, seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("scale", [8, 16])
 def test_paper_size_parameter_count(scale):
     count = _count(build("dic", scale=scale))
-    assert abs(count - PAPER_PARAMS) <= 0.1 * PAPER_PARAMS, count
+    assert count == EXACT_PARAMS[scale]
+    assert round(count / 1e6, 1) == PAPER_PARAMS / 1e6
 
 
 def test_paper_size_forward_x8():
@@ -187,9 +191,10 @@ def test_warm_up_teaches_the_hourglass_landmarks_and_starts_the_freeze():
     before = _hourglass_error(model, test)
     report = model.warm_up(train, seed=0, progress=False)
     after = _hourglass_error(model, test)
-    # Held-out faces: from a random guess (about a third of the image away) to well under a quarter of it.
-    assert before > 15 and after < 0.6 * before and after < 12, (before, after)
-    assert report["hourglass_pretrain_error_px"] < 12 and report["hourglass_pretrain_loss"] > 0
+    # Held-out faces: from a random guess (measured 36.5 px, over half the 64 px image) to a quarter of it
+    # (measured 8.2-8.4 px at 1-4 threads, 8.5 px on the train faces): bounds at twice the measured errors.
+    assert before > 25 and after < 0.5 * before and after < 16, (before, after)
+    assert report["hourglass_pretrain_error_px"] < 16 and report["hourglass_pretrain_loss"] > 0
     assert int(model.hourglass_freeze_left) == 7
     assert build("dic", scale=8, hr_size=64, **{**tiny, "hourglass_pretrain_steps": 0}).warm_up(train) == {}
 

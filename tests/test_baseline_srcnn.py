@@ -26,8 +26,7 @@ def test_paper_size_shape_and_parameter_count(scale):
     assert out.shape == (1, 3, 256, 256)
     assert torch.isfinite(out).all()
     count = _count(model)
-    assert count == _srcnn_params(64, 32, 9, 5, 5)
-    assert 0.02e6 * 0.9 <= count <= 0.07e6 * 1.1  # Table 1 brief: ~0.02-0.07 M
+    assert count == _srcnn_params(64, 32, 9, 5, 5) == 69_251  # Table 1 brief: ~0.02-0.07 M
 
 
 def test_9_1_5_variant_matches_the_paper_formula():
