@@ -14,8 +14,8 @@ softmax over parts, `num_fusion_blocks` grouped residual blocks). Each step deco
 added to a bilinear up-sampling of the LR input, bilinear as in the authors' code) and a recurrent hourglass
 estimates 68 heatmaps at HR / 4 from it, carrying its own hidden state to the next step. The authors' code builds
 the projections with SRFBN's x8 setting (12x12 kernels, stride 8: HR / 4 <-> 2 HR), not the 4x that its
-PixelShuffle comment suggests; that is where 4.4 M of DIC's 21.8 M parameters sit, so it is kept
-(``projection_scale=4`` gives the cheaper reading).
+PixelShuffle comment suggests: the 24 projections hold 7.96 M of DIC's 21.80 M parameters (3.54 M at 8x8
+kernels), so it is kept (``projection_scale=4`` gives the cheaper reading, 4.42 M fewer parameters).
 
 Loss (as in the authors' solver): sum over steps of L1(SR_t, HR) + 0.1 * MSE(heatmap_t, Gaussian targets, sigma 1
 at 32 x 32 for 128 HR). The train loop's pixel loss covers the last step; `auxiliary_loss` adds the other steps'
@@ -33,9 +33,14 @@ Deviations, and why:
   on the train split's HR faces and landmarks (`hourglass_pretrain_steps` Adam steps at `hourglass_pretrain_lr`,
   every recurrent step scored; on 64 px synthetic faces 600 steps reach 4.4 px held-out error at 1e-3, 8.0 px at
   3e-4), and the freeze then holds its weights for `hourglass_freeze_steps` training steps (their gradients are
-  zeroed, so DDP still sees every parameter). Trained from scratch end to end instead, the head barely beat chance
+  zeroed, so DDP still sees every parameter, and `attach_optimizer` keeps them out of Adam's state as the
+  authors' ``requires_grad = False`` does). Trained from scratch end to end instead, the head barely beat chance
   on a short CPU run (24.7 px error at 64 px against 26.8 px for a uniform guess). Weights use PyTorch's default
   initialisation.
+- Heatmap coordinates are centre-aligned (`llvfsr.heatmaps`: HR x -> (x + 0.5) / 4 - 0.5); the authors' targets
+  sit at x / 4, a 0.375-cell offset. ``heatmap_convention="authors"`` switches to theirs, and
+  `llvfsr.models.load_official` sets it for their weights and their hourglass (``load_official("dic-hourglass",
+  "FB_HG_68_CelebA.pth")`` replaces the pretraining above and starts the freeze, as the authors do).
 - The input mean shift (CelebA mean 0.509, 0.424, 0.378, done in the authors' data loader) happens inside the
   model, so inputs and outputs are plain [0, 1] RGB.
 - The 68 -> 5 part merge and the hourglass residual block without batch norm (no ReLU between its 3x3 and last
@@ -229,6 +234,7 @@ class DIC(nn.Module):
         hourglass_pretrain_steps: int = 2000,
         hourglass_freeze_steps: int = 2000,
         hourglass_pretrain_lr: float = 1e-3,
+        heatmap_convention: str = "centre",
     ) -> None:
         super().__init__()
         if scale % 4 or hr_size % scale:
@@ -248,6 +254,8 @@ class DIC(nn.Module):
         self.aux: dict[str, Tensor] = {}
         self.hourglass_pretrain_steps, self.hourglass_pretrain_lr = hourglass_pretrain_steps, hourglass_pretrain_lr
         self.hourglass_freeze_steps = hourglass_freeze_steps
+        self.heatmap_convention = heatmap_convention  # "authors" for their released weights (llvfsr.heatmaps)
+        self._frozen_step = False  # whether the last training forward ran the hourglass frozen
         # Training steps the pretrained hourglass stays frozen for; set by `warm_up`, saved with checkpoints.
         self.register_buffer("hourglass_freeze_left", torch.zeros((), dtype=torch.long))
 
@@ -258,6 +266,22 @@ class DIC(nn.Module):
         # start at zero, leaves them unchanged).
         held = {name: p.detach() + 0.0 * p for name, p in self.landmark_net.named_parameters()}
         return torch.func.functional_call(self.landmark_net, held, (image, hidden))
+
+    def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Keep the frozen hourglass out of `optimizer`'s state, as the authors' ``requires_grad = False`` does.
+
+        The freeze gives the hourglass zero gradients (so DDP still reduces every parameter); left at zero, Adam
+        would count steps and decay moments for it, and its first updates after the release would be 2.9x (update
+        1), 6.1x (10) and 3.0x (100) the authors' size. A step pre-hook drops those gradients before each frozen
+        step, so Adam keeps no state for the hourglass until the release and starts it fresh then.
+        """
+
+        def drop_frozen_gradients(_optimizer, _args, _kwargs) -> None:
+            if self._frozen_step:
+                for parameter in self.landmark_net.parameters():
+                    parameter.grad = None
+
+        optimizer.register_step_pre_hook(drop_frozen_gradients)
 
     def warm_up(self, data, seed: int = 0, batch_size: int = 16, progress: bool = True) -> dict[str, float]:
         """Pretrain the landmark hourglass alone on HR faces, then start its freeze (see the module docstring).
@@ -286,14 +310,18 @@ class DIC(nn.Module):
             for _step in range(self.num_steps):  # scored at every recurrent step, as DIC uses it
                 heatmaps, hidden = net(x, hidden)
                 target = render_heatmaps(
-                    landmarks, tuple(hr.shape[-2:]), tuple(heatmaps.shape[-2:]), self.heatmap_sigma
+                    landmarks,
+                    tuple(hr.shape[-2:]),
+                    tuple(heatmaps.shape[-2:]),
+                    self.heatmap_sigma,
+                    self.heatmap_convention,
                 )
                 loss = loss + F.mse_loss(heatmaps, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(loss.detach() / self.num_steps)
-        error = landmark_error(heatmaps, landmarks, tuple(hr.shape[-2:])).mean()
+        error = landmark_error(heatmaps, landmarks, tuple(hr.shape[-2:]), self.heatmap_convention).mean()
         self.hourglass_freeze_left.fill_(self.hourglass_freeze_steps)
         tail = losses[-max(1, len(losses) // 10) :]
         return {"hourglass_pretrain_loss": torch.stack(tail).mean().item(), "hourglass_pretrain_error_px": error.item()}
@@ -306,6 +334,7 @@ class DIC(nn.Module):
             frozen = bool(self.hourglass_freeze_left > 0)
             if frozen:
                 self.hourglass_freeze_left -= 1
+            self._frozen_step = frozen
         x = lr - self.rgb_mean
         base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         features = self.head(x)
@@ -337,7 +366,9 @@ class DIC(nn.Module):
         if "heatmap_steps" not in self.aux:
             raise RuntimeError("DIC.auxiliary_loss reads the outputs of the last forward; call forward first")
         steps = self.aux["heatmap_steps"]
-        target = render_heatmaps(landmarks, tuple(hr.shape[-2:]), tuple(steps.shape[-2:]), self.heatmap_sigma)
+        target = render_heatmaps(
+            landmarks, tuple(hr.shape[-2:]), tuple(steps.shape[-2:]), self.heatmap_sigma, self.heatmap_convention
+        )
         loss = self.align_weight * sum(F.mse_loss(steps[:, t], target) for t in range(steps.shape[1]))
         if self.intermediate_pixel_loss and "sr_steps" in self.aux:
             sr_steps = self.aux["sr_steps"]
@@ -420,5 +451,10 @@ def _hourglass_prepare(model: DIC) -> None:
 
 OFFICIAL = OfficialFormat("dic", _official_key, release=_official_release, prepare=_official_prepare)
 OFFICIAL_HOURGLASS = OfficialFormat(
-    "dic", _official_hourglass_key, release=_official_release, prepare=_hourglass_prepare, submodule="landmark_net"
+    "dic",
+    _official_hourglass_key,
+    release=_official_release,
+    prepare=_hourglass_prepare,
+    submodule="landmark_net",
+    evaluate_only=False,  # DIC trains from the released hourglass, as the authors do
 )

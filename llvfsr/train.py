@@ -27,6 +27,7 @@ from llvfsr.errors import cli_entry
 from llvfsr.evaluate import evaluate_split
 from llvfsr.memory import check_batch_fits, free_memory, probe_step_memory
 from llvfsr.models import build, get_entry
+from llvfsr.models.official import OFFICIAL_FORMAT, OFFICIAL_PATH, load_official, official_format, official_in
 from llvfsr.priors.store import PriorStoreError
 from llvfsr.priors.text_encoder import TextEncoderError
 
@@ -68,7 +69,17 @@ def build_model(config: ExperimentConfig) -> nn.Module:
         kwargs.setdefault("text_dim", text_width(config.data))
     elif factory.startswith("baselines."):  # baselines check the LR size they were built for
         kwargs.setdefault("hr_size", config.data.hr_size)
+    release = official_in(kwargs)
+    if release is not None:  # the authors' released weights (`--official NAME=PATH`)
+        kwargs.pop(OFFICIAL_PATH), kwargs.pop(OFFICIAL_FORMAT, None)
+        return load_official(*release, scale=config.data.scale, **kwargs).train()
     return build(config.model.name, scale=config.data.scale, **kwargs)
+
+
+def trains(config: ExperimentConfig) -> bool:
+    """Whether the run trains: not for bicubic, nor for a whole model on the authors' released weights."""
+    release = official_in(config.model.kwargs())
+    return get_entry(config.model.name).trained and (release is None or not official_format(release[0]).evaluate_only)
 
 
 def make_lr(hr: Tensor, scale: int) -> Tensor:
@@ -163,7 +174,7 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
     torch.manual_seed(tcfg.seed)
 
     # Model first: the prior fields to load depend on the branches it was built with.
-    entry = get_entry(config.model.name)
+    trained = trains(config)
     model = build_model(config).to(device)
     fields = required_fields(model, config.model.name)
     train_data = load_split(config.data, "train", fields, device)
@@ -177,7 +188,7 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
 
     start_epoch, history, warm_up = 0, [], {}
     optimizer = None
-    if entry.trained:
+    if trained:
         optimizer = torch.optim.Adam(
             core.parameters(),
             lr=tcfg.lr,
@@ -185,6 +196,8 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
             eps=tcfg.eps,
             fused=tcfg.fused_adam and device.type == "cuda",
         )
+        if hasattr(core, "attach_optimizer"):  # a model that keeps frozen weights out of Adam's state (DIC)
+            core.attach_optimizer(optimizer)
         checkpoint = out_dir / "checkpoint.pt"
         restore = hooks.restore_path() or (checkpoint if checkpoint.exists() else None)
         if restore is not None:
@@ -204,13 +217,13 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
     steps = len(train_data) // (per_rank * world_size)
     if tcfg.max_steps_per_epoch is not None:
         steps = min(steps, tcfg.max_steps_per_epoch)
-    if entry.trained and steps == 0:
+    if trained and steps == 0:
         raise ValueError(f"train split has {len(train_data)} faces, fewer than one batch of {tcfg.batch_size}")
     autocast = make_autocast(tcfg, device)
-    if entry.trained and start_epoch < tcfg.epochs:
+    if trained and start_epoch < tcfg.epochs:
         check_memory(core, autocast, tcfg, train_data, config, per_rank)
 
-    for epoch in range(start_epoch, tcfg.epochs if entry.trained else 0):
+    for epoch in range(start_epoch, tcfg.epochs if trained else 0):
         t0 = time.perf_counter()
         # The batch order depends on (seed, epoch) only, so a resumed run draws the same batches.
         generator = torch.Generator().manual_seed(tcfg.seed * 100_003 + epoch)
@@ -261,9 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m llvfsr.train --model llvfsr --scale 8 --dataset synthetic ...``: one experiment, no Ray."""
     from llvfsr.cli import experiment_from_args, experiment_parser
     from llvfsr.data.loading import ensure_priors
+    from llvfsr.models.official import official_overrides, parse_official
 
     parser = experiment_parser("Train and test one model (no Ray), print the test summary.")
     parser.add_argument("--list-models", action="store_true", help="print the registered models and exit")
+    parser.add_argument(
+        "--official",
+        metavar="NAME=PATH",
+        default=None,
+        help="evaluate the authors' released weights instead of training (wfen, sfmnet, sisn, dic); "
+        "dic-hourglass=PATH trains DIC from the authors' landmark hourglass",
+    )
     args = parser.parse_args(argv)
     if args.list_models:
         from llvfsr.models import get_entry, list_models
@@ -272,7 +293,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:24s} {get_entry(name).summary}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.official:
+        name, path = parse_official(args.official)
+        args.model = official_format(name).model
     config = experiment_from_args(parser, args)
+    if args.official:
+        overrides = config.model.overrides + official_overrides(name, path)
+        out_dir = args.out or f"runs/{name}-authors-x{config.data.scale}"  # apart from a run trained here
+        config = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, overrides=overrides), out_dir=out_dir
+        )
     try:
         model = build_model(config)
     except (TypeError, ValueError) as error:  # an override the model does not take, or a bad value for it

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from baselines import wfen
+from llvfsr.heatmaps import heatmap_peaks, render_heatmaps
 from llvfsr.models import build
 from llvfsr.models.official import (
     OfficialCheckpointError,
@@ -246,3 +247,62 @@ def test_a_damaged_file_is_named(tmp_path):
         load_official("wfen", path)
     with pytest.raises(OfficialCheckpointError, match="no such file"):
         load_official("wfen", tmp_path / "missing.pth")
+
+
+def test_dic_freeze_keeps_no_adam_state_for_the_hourglass_until_the_release():
+    torch.manual_seed(0)
+    model = build("dic", hr_size=32, width=8, num_groups=1, num_steps=2, num_fusion_blocks=1, hg_width=16, hg_depth=1)
+    model.hourglass_freeze_left.fill_(2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.attach_optimizer(optimizer)
+    hourglass = list(model.landmark_net.parameters())
+    before = [p.detach().clone() for p in hourglass]
+    lr, hr = torch.rand(2, 3, 4, 4), torch.rand(2, 3, 32, 32)
+    for step in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.l1_loss(model.train()(lr), hr).backward()
+        optimizer.step()
+        if step < 2:  # frozen: no state, no change (the authors' requires_grad = False)
+            assert all(p not in optimizer.state for p in hourglass)
+            assert all(torch.equal(p, b) for p, b in zip(hourglass, before, strict=True))
+    # Released: Adam starts the hourglass at step 1 while the rest of the model is at step 3.
+    steps = {int(optimizer.state[p]["step"]) for p in hourglass if p in optimizer.state}
+    assert steps == {1}
+    assert int(optimizer.state[model.head[0][0].weight]["step"]) == 3
+
+
+def test_authors_heatmap_convention_centres_targets_at_x_over_4():
+    landmarks = torch.tensor([[[30.0, 34.0]]])
+    for convention, expected in (("centre", (7.125, 8.125)), ("authors", (7.5, 8.5))):
+        maps = render_heatmaps(landmarks, (64, 64), (16, 16), sigma=1.0, convention=convention)
+        xs, ys = torch.arange(16.0), torch.arange(16.0)
+        centre_x = (maps[0, 0].sum(0) * xs).sum() / maps[0, 0].sum()
+        centre_y = (maps[0, 0].sum(1) * ys).sum() / maps[0, 0].sum()
+        assert abs(centre_x - expected[0]) < 1e-3 and abs(centre_y - expected[1]) < 1e-3, convention
+        on_cell = torch.full((1, 1, 2), 9.5 if convention == "centre" else 8.0)  # HR points on heatmap cell 2
+        peak = heatmap_peaks(render_heatmaps(on_cell, (64, 64), (16, 16), 1.0, convention), (64, 64), convention)
+        torch.testing.assert_close(peak, on_cell)  # the inverse of the same convention
+
+
+def test_train_cli_evaluates_the_authors_weights_without_training(tmp_path, capsys):
+    from llvfsr.train import main
+
+    own = build("wfen", hr_size=32)
+    state = to_official("wfen", own)
+    state.update({k: v for k, v in _random_official("wfen").items() if k not in state})  # the fixed Haar filters
+    release = _official_file(tmp_path, state)
+    common = ["--dataset", "synthetic", "--hr-size", "32", "--train-n", "8", "--val-n", "2", "--test-n", "4"]
+    common += ["--allow-random-text-encoder", "--priors-root", str(tmp_path / "priors"), "--no-lpips", "--no-niqe"]
+    common += ["--device", "cpu", "--epochs", "3"]
+    assert main([*common, "--official", f"wfen={release}", "--out", str(tmp_path / "authors")]) == 0
+    summary = json.loads((tmp_path / "authors" / "summary.json").read_text())
+    assert summary["test_psnr"] > 5  # measured 13.8 dB: the released weights ran on the test faces
+    assert not (tmp_path / "authors" / "checkpoint.pt").exists()  # no epoch was trained
+    config = json.loads((tmp_path / "authors" / "config.json").read_text())
+    assert any("official_checkpoint" in key for key in config), sorted(config)[:10]
+    capsys.readouterr()
+    assert main([*common, "--official", f"sfmnet={release}"]) == 1  # parsed, then the load fails
+    err = capsys.readouterr().err
+    assert "error: " in err and "not an official sfmnet checkpoint" in err and "expected keys 500" in err
+    assert main([*common, "--official", "wfen"]) == 2
+    assert "expected NAME=PATH" in capsys.readouterr().err

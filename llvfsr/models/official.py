@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from llvfsr.errors import UserError
+from llvfsr.errors import UsageError, UserError
 from llvfsr.models.registry import build
 
 OFFICIAL_FORMATS = {
@@ -34,6 +34,9 @@ OFFICIAL_FORMATS = {
 # Wrappers the released files use around the state dict (DIC: "state_dict"; GAN-style repos: "netG", "model").
 WRAPPERS = ("state_dict", "netG", "model", "params", "params_ema")
 SHOWN = 5  # keys named per list in a mismatch message
+# Model-config overrides that make `llvfsr.train.build_model` load a release instead of building afresh.
+OFFICIAL_FORMAT, OFFICIAL_PATH = "official_format", "official_checkpoint"
+AUTHORS_SUFFIX = " (authors)"  # the sweep variant and Table 1 row of a model run on the authors' weights
 
 
 class OfficialCheckpointError(UserError):
@@ -55,6 +58,8 @@ class OfficialFormat:
         release: the release's own build arguments (scale, size), read from its state dict.
         prepare: switches a built model to the official behaviour where ours differs.
         submodule: load into this submodule of the built model only (DIC's hourglass alone).
+        evaluate_only: the release is a whole model, evaluated as is; False for a part that training starts from
+            (DIC's hourglass).
     """
 
     model: str
@@ -64,11 +69,38 @@ class OfficialFormat:
     release: Callable[[Mapping[str, Tensor]], dict[str, Any]] = field(default=lambda state: {})
     prepare: Callable[[nn.Module], None] | None = None
     submodule: str = ""
+    evaluate_only: bool = True
 
 
 def official_names() -> list[str]:
     """Names `load_official` accepts."""
     return list(OFFICIAL_FORMATS)
+
+
+def parse_official(item: str) -> tuple[str, str]:
+    """``"wfen=/models/WFEN.pth"`` -> ("wfen", absolute path), for ``--official NAME=PATH``.
+
+    Raises:
+        UsageError: not NAME=PATH, an unknown NAME, or no file at PATH.
+    """
+    name, sep, path = item.partition("=")
+    if not sep or name not in OFFICIAL_FORMATS or not path:
+        raise UsageError(f"--official {item!r}: expected NAME=PATH with NAME one of {', '.join(OFFICIAL_FORMATS)}")
+    if not Path(path).is_file():
+        raise UsageError(f"--official {item!r}: no such file {path} (the authors' released checkpoint)")
+    return name, str(Path(path).absolute())
+
+
+def official_overrides(name: str, path: str) -> tuple[tuple[str, str], ...]:
+    """The model-config overrides of a run on the release `name` at `path` (see `llvfsr.train.build_model`)."""
+    return ((OFFICIAL_PATH, path), (OFFICIAL_FORMAT, name))
+
+
+def official_in(overrides: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(format name, path) when a model config's overrides name a release, else None."""
+    if overrides.get(OFFICIAL_PATH) is None:
+        return None
+    return overrides.get(OFFICIAL_FORMAT), overrides[OFFICIAL_PATH]
 
 
 def official_format(name: str) -> OfficialFormat:
@@ -159,18 +191,18 @@ def map_official(name: str, model: nn.Module, official: Mapping[str, Tensor], so
         if k in found and found[k].shape != ours[wanted[k]].shape
     ]
     if missing or unexpected or shapes or problems:
-        lines = [f"{source} is not an official {name} checkpoint of the expected format"]
-        lines.append(f"  expected keys {_listing(list(wanted))}")
-        lines.append(f"  found keys {_listing(list(found))}")
+        parts = [f"{source} is not an official {name} checkpoint of the expected format"]
+        parts.append(f"expected keys {_listing(list(wanted))}")
+        parts.append(f"found keys {_listing(list(found))}")
         if missing:
-            lines.append(f"  missing: {_listing(missing)}")
+            parts.append(f"missing: {_listing(missing)}")
         if unexpected:
-            lines.append(f"  unexpected: {_listing(unexpected)}")
+            parts.append(f"unexpected: {_listing(unexpected)}")
         if shapes:
-            lines.append(f"  shape mismatch: {_listing(shapes)}")
+            parts.append(f"shape mismatch: {_listing(shapes)}")
         if problems:
-            lines.append(f"  fixed filters: {_listing(problems)}")
-        raise OfficialCheckpointError("\n".join(lines))
+            parts.append(f"fixed filters: {_listing(problems)}")
+        raise OfficialCheckpointError("; ".join(parts))
     state = dict(ours)  # state the release does not hold keeps its built value
     state.update({wanted[k]: v.to(ours[wanted[k]].dtype) for k, v in found.items()})
     return state
