@@ -2,16 +2,16 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The one torch/torchvision pair that imports together on the project's machines (see README, "Install").
-TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# Every dependency pinned to the versions the tests pass with (torch 2.14.1 with torchvision 0.29.1, the pair that
+# imports together; see README, "Install"). `make lock` rewrites it from the venv.
+LOCK := constraints.txt
 
-.PHONY: demo test test-all lint bench gpu-check gpu-check-priors install clean
+.PHONY: demo test test-all lint lock bench gpu-check gpu-check-priors install clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml $(LOCK)
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH_PINS)
-	$(BIN)/pip install -q -e '.[dev]' $(TORCH_PINS)
+	$(BIN)/pip install -q -c $(LOCK) -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -36,6 +36,11 @@ gpu-check-priors: install
 gpu-check:
 	@test -n "$(OUT)" || { echo "error: give the output folder: make gpu-check OUT=/tmp/gpu-check" >&2; exit 2; }
 	PYTHON=$(PY) bash scripts/gpu_check.sh $(OUT)
+
+# Refresh the lock from the venv: upgrade what you want in .venv (pip install -U ...), run make test, then this.
+lock: install
+	{ echo "# pip constraints: the versions make test passes with (Python 3.11, Linux x86_64). Refresh: make lock"; \
+	  $(BIN)/pip freeze --exclude-editable; } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
