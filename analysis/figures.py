@@ -243,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--out", type=Path, default=None, help="output image (default: compare_GRID_xSCALE.png)")
     compare.set_defaults(run=_compare_command)
     args = parser.parse_args(argv)
+    if hasattr(args, "tracking_uri"):  # an unreachable server fails now, not after MLflow's minutes of retries
+        from llvfsr.cli import check_tracking_uri
+        from llvfsr.tracking import default_tracking_uri
+
+        check_tracking_uri(args.tracking_uri or default_tracking_uri(), must_exist=True)
     return args.run(args)
 
 
