@@ -14,6 +14,11 @@ class Column:
     name: str  # the metric's name without the ``test_`` prefix, as logged by `llvfsr.evaluate`
     digits: int  # decimals shown
     higher_is_better: bool  # decides which value is bold (best) and underlined (second)
+    label: str = ""  # the column title (default: the name in capitals)
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.upper()
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -25,6 +30,11 @@ COLUMNS: tuple[Column, ...] = (
     Column("psnr_face", 2, True),
     Column("identity", 4, False),  # DeepFace cosine distance, SR vs HR (Fig. 7)
     Column("landmark_error", 2, False),  # FSRNet / DIC landmark heads, pixels
+    # synthetic faces only: balanced accuracy of the attribute readers (`llvfsr.data.synthetic_attributes`) on what
+    # only the description states; chance is 1 / options (iris 0.20, frames 0.25, earrings 0.33)
+    Column("attr_eye_colour_bacc", 2, True, "IRIS bacc (0.20)"),
+    Column("attr_glasses_bacc", 2, True, "FRAMES bacc (0.25)"),
+    Column("attr_earrings_bacc", 2, True, "EARRINGS bacc (0.33)"),
 )
 BY_NAME = {column.name: column for column in COLUMNS}
 

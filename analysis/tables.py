@@ -31,6 +31,9 @@ REFERENCE = "llvfsr"
 TESTED_METRIC = "psnr"
 P_COLUMN = "p vs LLV-FSR"
 
+# the controls grid (sweeps/grids.py): true description, none, another face's, one for all; tested on the iris
+CONTROL_ORDER = ["llvfsr", "llvfsr-wo-description", "llvfsr+shuffled-description", "llvfsr+constant-description"]
+CONTROL_METRIC = "attr_eye_colour_bacc"
 
 def build_table(
     stats: pd.DataFrame, rows: list, metrics: list[str], paper: dict | None, fmt: str, pvalues: dict | None = None
@@ -51,7 +54,7 @@ def build_table(
             m, d = column.name, column.digits
             mean, std = stats.loc[row, f"{m}_mean"], stats.loc[row, f"{m}_std"]
             ours = "n/a" if pd.isna(mean) else f"{mean:.{d}f}" + (f" ± {std:.{d}f}" if seeds > 1 else "")
-            cells[m.upper()] = decorate(ours, marks[m].get(row), fmt)
+            cells[column.title] = decorate(ours, marks[m].get(row), fmt)
             published = (paper or {}).get(row)
             if published is not None and m in METRICS:
                 value = published[METRICS.index(m)]
@@ -65,11 +68,13 @@ def build_table(
     return pd.DataFrame.from_dict(table, orient="index")
 
 
-def significance(runs: pd.DataFrame, rows: list[str], scale: int) -> tuple[dict | None, list[str]]:
+def significance(
+    runs: pd.DataFrame, rows: list[str], scale: int, metric: str = TESTED_METRIC
+) -> tuple[dict | None, list[str]]:
     """The p-value column of a table (None when no row has two seeds shared with LLV-FSR) and its note."""
     if REFERENCE not in rows:
         return None, []
-    tests = seed_tests(runs, rows, REFERENCE, scale, TESTED_METRIC)
+    tests = seed_tests(runs, rows, REFERENCE, scale, metric)
     if all(t is None for t in tests.values()):
         return None, [
             "No p-values: fewer than two seeds shared with LLV-FSR. A per-face test of two fixed networks measures "
@@ -78,7 +83,7 @@ def significance(runs: pd.DataFrame, rows: list[str], scale: int) -> tuple[dict 
     pvalues = {row: (float("nan") if t is None else t.p) for row, t in tests.items()}
     counts = sorted({t.seeds for t in tests.values() if t is not None})
     return pvalues, [
-        f"{P_COLUMN}: {TEST_NAME}, on test {TESTED_METRIC.upper()}, over the {'/'.join(map(str, counts))} seeds a row "
+        f"{P_COLUMN}: {TEST_NAME}, on test {metric.upper()}, over the {'/'.join(map(str, counts))} seeds a row "
         "shares with LLV-FSR; — where fewer than two are shared."
     ]
 
@@ -106,14 +111,34 @@ def tables(runs: pd.DataFrame, fmt: str, with_p: bool = True) -> list[str]:
         if len(prior_rows) > 1:
             sections.append((f"Per-prior ablation (Fig. 9), x{scale}: LLV-FSR without each prior", prior_rows, None))
         for title, rows, paper in sections:
-            pvalues, notes = significance(runs, rows, scale) if with_p else (None, [])
+            tested = CONTROL_METRIC if rows == control_rows else TESTED_METRIC
+            pvalues, notes = significance(runs, rows, scale, tested) if with_p else (None, [])
             out.append(render(build_table(at, rows, metrics, paper, fmt, pvalues), fmt, title, notes))
+        control_rows = [r for r in CONTROL_ORDER if r in available]
+        if len(control_rows) > 1:
+            title = f"Controls of the description, x{scale}: does the SR face show what only the text states?"
+            sections.append((title, control_rows, None))
     return [t for t in out if t]
 
 
 @cli_entry(RunsMissing)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+def robustness_tables(uri: str, experiment: str, sweep: str | None, fmt: str) -> list[str]:
+    """The counterfactual-prior table of `sweeps/robustness.py` runs (empty when there are none)."""
+    from analysis.robustness import robustness_runs, robustness_table
+
+    frame = robustness_runs(uri, experiment, sweep)
+    if frame.empty:
+        raise RunsMissing(
+            "no robustness runs: run `python sweeps/robustness.py --sweep NAME` on a finished sweep first"
+        )
+    table = robustness_table(frame).set_index(["variant", "counterfactual"])
+    title = "Robustness: counterfactual priors at test time (Δ against the same checkpoints on the true priors)"
+    notes = ["iris halluc.: share of faces whose SR iris shows the colour the wrong text states (chance 0.20)."]
+    return [render(table, fmt, title, notes)]
+
+
         description="Print Table 1 / Table 2 / the per-prior ablation (or an hpo sweep's trials) from MLflow runs."
     )
     parser.add_argument(
@@ -135,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             runs = load_runs(uri, args.experiment, args.grid, args.sweep)
             rendered = tables(runs, args.format, with_p=not args.no_significance)
+        elif args.grid == "robustness":
+            rendered = robustness_tables(uri, args.experiment, args.sweep, args.format)
             if args.grid is None and (runs.grid == "hpo").any():
                 rendered += hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)
     except RunsMissing as error:

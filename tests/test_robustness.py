@@ -121,3 +121,22 @@ def test_robustness_cli_names_a_missing_sweep(tmp_path, capsys):
     ensure_experiment(uri, "llvfsr")
     assert main(["--sweep", "nope", "--tracking-uri", uri]) == 2
     assert "--sweep 'nope'" in capsys.readouterr().err
+
+
+def test_tables_cli_prints_the_robustness_table_or_says_what_to_run(tmp_path, capsys):
+    from analysis.tables import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow_client = client(uri)
+    eid = ensure_experiment(uri, "llvfsr")
+    assert main(["--tracking-uri", uri, "--grid", "robustness"]) == 1
+    assert "sweeps/robustness.py" in capsys.readouterr().err
+    for seed, delta in enumerate((-0.5, -0.7)):
+        for name, value in (("none", 0.0), ("mask:shift", delta)):
+            tags = {"role": "robustness", "variant": "llvfsr", "seed": str(seed), "counterfactual": name}
+            run = mlflow_client.create_run(eid, tags=tags).info.run_id
+            mlflow_client.log_metric(run, "delta_psnr", value)
+            mlflow_client.set_terminated(run, "FINISHED")
+    assert main(["--tracking-uri", uri, "--grid", "robustness"]) == 0
+    out = capsys.readouterr().out
+    assert "-0.600 ± 0.141" in out and "Robustness: counterfactual priors" in out

@@ -170,3 +170,24 @@ def test_table_marks_best_and_second_and_shows_paper_deltas():
 def test_identity_chart_writes_a_png(tmp_path):
     identity_chart(RUNS, tmp_path / "fig7.png")
     assert (tmp_path / "fig7.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_controls_table_shows_attribute_accuracy_with_chance_and_a_seed_test(store, capsys):
+    """The controls grid's rows: iris balanced accuracy per variant (mean of its seeds), chance in the title, and the
+    paired test over seeds on the iris accuracy, not on PSNR."""
+    iris = {"llvfsr": [0.9, 0.8, 0.85], "llvfsr-wo-description": [0.2, 0.25, 0.2],
+            "llvfsr+shuffled-description": [0.2, 0.18, 0.22]}  # fmt: skip
+    for variant, values in iris.items():
+        for seed, value in enumerate(values):
+            test = {"psnr": 20.0 + seed * 0.01, "ssim": 0.5, "attr_eye_colour_bacc": value}
+            log_trial(store, "controls", variant, seed, test, sweep="c")
+    assert main(["--tracking-uri", store["uri"], "--experiment", EXPERIMENT, "--grid", "controls"]) == 0
+    out = capsys.readouterr().out
+    cells = table_cells(out, "Controls of the description, x8")
+    for variant, values in iris.items():
+        mean, std = number(cells.loc[variant, "IRIS bacc (0.20)"])
+        assert mean == pytest.approx(np.mean(values), abs=0.005) and std == pytest.approx(
+            np.std(values, ddof=1), abs=0.005
+        )
+    assert "on test ATTR_EYE_COLOUR_BACC" in out
+    assert float(cells.loc["llvfsr-wo-description", "p vs LLV-FSR"]) < 0.05  # 0.85 vs 0.22 over 3 seeds
