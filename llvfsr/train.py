@@ -23,7 +23,7 @@ from llvfsr.config import ExperimentConfig, flatten, resolve_train
 from llvfsr.data.datasets import DatasetError
 from llvfsr.data.degrade import degrade_bicubic
 from llvfsr.data.loading import SplitData, load_split, text_width
-from llvfsr.errors import cli_entry
+from llvfsr.errors import UsageError, cli_entry
 from llvfsr.evaluate import evaluate_split
 from llvfsr.memory import check_batch_fits, free_memory, probe_step_memory
 from llvfsr.models import build, get_entry
@@ -218,7 +218,10 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
     if tcfg.max_steps_per_epoch is not None:
         steps = min(steps, tcfg.max_steps_per_epoch)
     if trained and steps == 0:
-        raise ValueError(f"train split has {len(train_data)} faces, fewer than one batch of {tcfg.batch_size}")
+        raise UsageError(
+            f"--batch-size {tcfg.batch_size}: the train split has only {len(train_data)} faces after holding out "
+            f"{len(val_data)} for validation; lower --batch-size or raise --train-n"
+        )
     autocast = make_autocast(tcfg, device)
     if trained and start_epoch < tcfg.epochs:
         check_memory(core, autocast, tcfg, train_data, config, per_rank)

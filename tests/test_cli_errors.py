@@ -85,6 +85,16 @@ def test_train_refuses_a_batch_that_does_not_fit_and_names_one_that_does(tmp_pat
     assert not (tmp_path / "run" / "checkpoint.pt").exists()  # refused before the first step
 
 
+def test_train_batch_larger_than_the_split(tmp_path, capsys):
+    from llvfsr.train import main
+
+    argv = ["--model", "srcnn", "--hr-size", "32", "--train-n", "12", "--val-n", "2", "--test-n", "2",
+            "--batch-size", "64", "--epochs", "1", "--no-lpips", "--no-niqe", "--device", "cpu",
+            "--priors-root", str(tmp_path / "priors"), "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    error_line(capsys, "--batch-size 64", "only 10 faces")
+
+
 class _ActivationHeavy(nn.Module):
     """Keeps a 32 MiB float32 activation per face for backward, and has batch-norm statistics to disturb."""
 
