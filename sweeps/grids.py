@@ -6,11 +6,13 @@ one model with Optuna. Schedules (epochs, sizes) are not part of a grid: they co
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
 from llvfsr.models import list_models
 from llvfsr.models.lvpfb import BRANCHES
+from llvfsr.models.official import AUTHORS_SUFFIX, official_format, official_in, official_overrides
 
 
 @dataclass(frozen=True)
@@ -99,3 +101,24 @@ def variant_priors(variant: Variant) -> set[str]:
         return set(overrides["branches"])
     entry = get_entry(variant.model)
     return set(entry.priors) | set(entry.targets)
+
+
+def with_official(grid: Grid, releases: list[tuple[str, str]]) -> Grid:
+    """`grid` plus one variant per authors' release (NAME, PATH): "<model> (authors)", evaluated on their weights
+    instead of trained (DIC's hourglass alone: "dic (authors' hourglass)", trained from it)."""
+    extra = []
+    for name, path in releases:
+        fmt = official_format(name)
+        label = AUTHORS_SUFFIX if fmt.evaluate_only else " (authors' hourglass)"
+        extra.append(Variant(f"{fmt.model}{label}", fmt.model, official_overrides(name, path)))
+    return dataclasses.replace(grid, variants=grid.variants + tuple(extra))
+
+
+def evaluated_only(variant: Variant) -> bool:
+    """Whether a variant's trial evaluates without training (bicubic, or a whole model on the authors' weights)."""
+    from llvfsr.models import get_entry
+
+    release = official_in(dict(variant.overrides))
+    if release is not None and official_format(release[0]).evaluate_only:
+        return True
+    return not get_entry(variant.model).trained

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from llvfsr.config import ExperimentConfig
 from llvfsr.data.loading import ensure_priors
+from llvfsr.models.official import official_in
 from llvfsr.tracking import default_tracking_uri, end_parent_run, ensure_experiment, start_parent_run
 from sweeps.grids import Grid, variant_priors
 from sweeps.presets import PRESETS
@@ -80,7 +81,10 @@ def launch(args: argparse.Namespace, grid: Grid, base: ExperimentConfig, preset_
         sweep=sweep,
         base=base,
         variants={v.name: v for v in grid.variants},
-        model_overrides={v.name: preset.overrides_for(v.model) for v in grid.variants},
+        # The authors' releases keep their own sizes: no preset size overrides.
+        model_overrides={
+            v.name: () if official_in(dict(v.overrides)) else preset.overrides_for(v.model) for v in grid.variants
+        },
         work_dir=work_dir,
         tracking_uri=tracking_uri,
         experiment_id=experiment_id,

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from llvfsr.config import ExperimentConfig
-from llvfsr.errors import cli_entry
-from sweeps.grids import GRIDS, Grid
+from llvfsr.errors import UsageError, cli_entry
+from llvfsr.models.official import parse_official
+from sweeps.grids import GRIDS, Grid, evaluated_only, with_official
 from sweeps.presets import PRESETS
 
 SOURCE_KINDS = ("mask", "depth", "caption", "description", "landmarks")
@@ -84,6 +85,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--allow-random-identity", action="store_true", help="plumbing only: random identity weights (meaningless)"
     )
+    p.add_argument(
+        "--official",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="table1: also evaluate a baseline on the authors' released checkpoint, as the variant 'MODEL (authors)' "
+        "(tag weights=official) beside the one trained here; NAME: wfen, sfmnet, sisn, dic (dic-hourglass: DIC "
+        "trained from their hourglass); repeatable",
+    )
     p.add_argument("--only", default=None, help="comma-separated variant names: run only these of the grid")
     p.add_argument("--resume", action="store_true", help="restore the sweep and finish only unfinished trials")
     p.add_argument("--dry-run", action="store_true", help="print the trials and their resources, run nothing")
@@ -107,6 +117,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.identity = args.grid == "table1" and args.data is not None and args.identity_weights is not None
     if args.identity and args.identity_weights is None and not args.allow_random_identity:
         p.error("--identity needs --identity-weights PATH (or --allow-random-identity for plumbing tests)")
+    if args.official and args.grid != "table1":
+        p.error(f"--official adds authors'-weights rows to the table1 grid, not to --grid {args.grid}")
+    try:
+        args.official = [parse_official(item) for item in args.official]
+    except UsageError as error:
+        p.error(str(error))
     sources = {}
     for item in args.source or []:
         kind, _, name = item.partition("=")
@@ -177,7 +193,7 @@ def trial_rows(grid: Grid, args: argparse.Namespace) -> list[dict]:
 )
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    grid = GRIDS[args.grid]
+    grid = with_official(GRIDS[args.grid], args.official)
     if grid.search:
         grid = dataclasses.replace(grid, variants=(dataclasses.replace(grid.variants[0], model=args.model),))
     if args.only_scale is not None:
@@ -211,9 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     if grid.search:
         print(f"up to {args.trials} Optuna trials")
     else:
-        from llvfsr.models import get_entry
-
-        evaluated = sum(not get_entry(row["model"]).trained for row in rows)
+        variants = {v.name: v for v in grid.variants}
+        evaluated = sum(evaluated_only(variants[row["variant"]]) for row in rows)
         print(f"{len(rows)} trial(s): {len(rows) - evaluated} trained, {evaluated} evaluated only (not trained)")
     if args.dry_run:
         return 0

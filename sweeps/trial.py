@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from llvfsr.config import ExperimentConfig, ModelConfig
+from llvfsr.models.official import official_in
 from llvfsr.train import TrainHooks, train
 from sweeps.grids import Variant, variant_priors
 
@@ -120,6 +121,8 @@ def _run_and_track(ctx: SweepContext, params: dict, trial_id: str, report, check
         return dict(done.data.metrics)
     tags = trial_tags(config, variant.name, ctx.grid, ctx.sweep, trial_id, variant_priors(variant))
     tags.update({"node_id": ray.get_runtime_context().get_node_id(), "world_size": str(ctx.workers_per_trial)})
+    if official_in(config.model.kwargs()) is not None:
+        tags["weights"] = "official"  # the authors' released checkpoint (Table 1's "authors' weights" rows)
     run = TrialRun(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, tags, config)
     try:
         summary = train(config, TuneHooks(run, report, _restored_checkpoint(checkpoint)))

@@ -306,3 +306,42 @@ def test_train_cli_evaluates_the_authors_weights_without_training(tmp_path, caps
     assert "error: " in err and "not an official sfmnet checkpoint" in err and "expected keys 500" in err
     assert main([*common, "--official", "wfen"]) == 2
     assert "expected NAME=PATH" in capsys.readouterr().err
+
+
+def test_table1_sweep_shows_an_authors_weights_row(tmp_path, capsys, monkeypatch):
+    """A smoke table1 sweep with --official wfen=FILE: the release is evaluated (tag weights=official, not trained)
+    and Table 1 prints "wfen (authors)" with the paper's WFEN numbers beside it."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis.tables import main as tables_main
+    from sweeps.run import main as sweep_main
+
+    own = build("wfen", hr_size=32)
+    state = to_official("wfen", own)
+    state.update({k: v for k, v in _random_official("wfen").items() if k not in state})
+    release = _official_file(tmp_path, state)
+    monkeypatch.chdir(tmp_path)  # the preset's prior store lives in ./priors_cache
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    argv = ["--grid", "table1", "--preset", "smoke", "--only-scale", "8", "--only", "bicubic,wfen (authors)"]
+    argv += ["--official", f"wfen={release}", "--storage", str(tmp_path / "ray"), "--tracking-uri", uri]
+    try:
+        assert sweep_main([*argv, "--experiment", "official"]) == 0
+    finally:
+        import ray
+
+        ray.shutdown()
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("official")
+    runs = client.search_runs([experiment.experiment_id], "tags.role = 'trial'")
+    authors = [r for r in runs if r.data.tags["variant"] == "wfen (authors)"]
+    assert len(authors) == 1 and authors[0].data.tags["weights"] == "official"
+    assert "train_loss" not in authors[0].data.metrics and authors[0].data.metrics["test_psnr"] > 5  # measured 14.35
+    capsys.readouterr()
+    assert tables_main(["--tracking-uri", uri, "--experiment", "official", "--grid", "table1"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| wfen (authors)"))
+    assert "| 29.10 " in row, row  # the paper's WFEN x8 PSNR beside the authors'-weights row
+    with pytest.raises(SystemExit) as exit_:
+        sweep_main(["--grid", "ablation", "--official", f"wfen={release}", "--dry-run"])
+    assert exit_.value.code == 2
+    assert "--official adds authors'-weights rows to the table1 grid" in capsys.readouterr().err
