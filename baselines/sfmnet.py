@@ -32,6 +32,11 @@ Deviations from the official code, and why:
 Checked once against the official code (not part of the tests, which cannot download it): with its weights
 mapped onto this module, outputs and frequency outputs agree to 2e-15 in float64 at 128 px.
 
+The authors' released weights load through `llvfsr.models.load_official` (``OFFICIAL`` below). Their fusion block is
+called as (frequency, spatial) but names its arguments (spa, fre), so its ``conv_fuse.i.fre`` conv holds the weights
+of the spatial input and ``.spa`` those of the frequency input; the mapping follows what the code computes, not the
+names (same shapes: a mapping by name would load strictly and compute something else).
+
 Training settings of the authors (``main_two.py``, ``option.py``): Adam, lr 1e-4, betas (0.9, 0.99), eps 1e-8,
 no weight decay, no learning-rate schedule, batch 8, 400 epochs; loss L1(out) + L1(freq out) + 0.01 x (amplitude
 L1 + phase L1) on the frequency output.
