@@ -271,7 +271,14 @@ def test_random_text_encoder_is_recorded_in_the_manifest(tmp_path, encoder):
 
 def test_source_registry():
     assert source_names("mask") == ["synthetic", "sam", "face-parser"]
-    assert source_names("description") == ["synthetic", "openai", "local-vlm", "mmcelebahq"]
+    assert source_names("description") == [
+        "synthetic",
+        "synthetic-shuffled",
+        "synthetic-constant",
+        "openai",
+        "local-vlm",
+        "mmcelebahq",
+    ]
     assert isinstance(make_source("depth", "synthetic"), SyntheticDepth)
     with pytest.raises(ValueError, match="valid mask sources: synthetic, sam, face-parser"):
         make_source("mask", "segformer")

@@ -153,6 +153,9 @@ class AttributeReader:
             columns[f"attr_{name}"] = answers
             columns[f"attr_{name}_true"] = truths
             columns[f"attr_{name}_correct"] = [float(a == t) for a, t in zip(answers, truths, strict=True)]
+            if name == "eye_colour":  # the scores themselves, for the centred reading of a whole run
+                for k, option in enumerate(options):
+                    columns[f"attr_{name}_score_{option}"] = scores[:, k].tolist()
         for name, source in PRESENCE.items():
             answers = [a != "none" for a in columns[f"attr_{source}"]]
             truths = [t != "none" for t in columns[f"attr_{source}_true"]]
@@ -175,9 +178,23 @@ def confusion(truth: list, answers: list, options: tuple[str, ...]) -> np.ndarra
     return matrix
 
 
+def centred_iris_answers(frame) -> list[str]:
+    """The iris reading of a whole run with each colour's score centred on its mean over the run's faces.
+
+    A model that renders every iris with the same departure (say, its average iris) reads as one colour for every
+    face: exactly chance in balanced accuracy, however far each face's iris moved towards its own colour. Centring
+    removes that shared departure, so a partial move towards the stated colour shows; a run whose irises carry no
+    colour stays at chance."""
+    options = ATTRIBUTES["eye_colour"]
+    scores = np.stack([np.asarray(frame[f"attr_eye_colour_score_{c}"], np.float64) for c in options], axis=1)
+    scores = scores / np.maximum(scores.mean(0, keepdims=True), 1e-12) - 1.0  # relative to the run's mean, per colour
+    return [options[k] for k in scores.argmax(1)]
+
+
 def attribute_summary(frame) -> dict[str, float]:
     """Per-run figures from a per-image frame with the reader's columns: accuracy, balanced accuracy and its chance
-    level (1 / options) of each attribute, as ``attr_<name>_acc`` / ``_bacc`` / ``_chance``."""
+    level (1 / options) of each attribute, as ``attr_<name>_acc`` / ``_bacc`` / ``_chance``, and the centred iris
+    reading of the run as ``attr_eye_colour_centred_bacc`` (see `centred_iris_answers`)."""
     summary = {}
     for name, options in ATTRIBUTES.items():
         if f"attr_{name}" not in frame:
@@ -185,6 +202,10 @@ def attribute_summary(frame) -> dict[str, float]:
         summary[f"attr_{name}_acc"] = float(frame[f"attr_{name}_correct"].mean())
         summary[f"attr_{name}_bacc"] = balanced_accuracy(frame[f"attr_{name}_true"], frame[f"attr_{name}"])
         summary[f"attr_{name}_chance"] = 1.0 / len(options)
+    if "attr_eye_colour_score_blue" in frame and len(frame) > 1:
+        summary["attr_eye_colour_centred_bacc"] = balanced_accuracy(
+            frame["attr_eye_colour_true"], centred_iris_answers(frame)
+        )
     for name, source in PRESENCE.items():
         if f"attr_{source}" not in frame:
             continue
