@@ -179,15 +179,15 @@ def test_controls_table_shows_attribute_accuracy_with_chance_and_a_seed_test(sto
             "llvfsr+shuffled-description": [0.2, 0.18, 0.22]}  # fmt: skip
     for variant, values in iris.items():
         for seed, value in enumerate(values):
-            test = {"psnr": 20.0 + seed * 0.01, "ssim": 0.5, "attr_eye_colour_bacc": value}
+            test = {"psnr": 20.0 + seed * 0.01, "ssim": 0.5, "attr_eye_colour_centred_bacc": value}
             log_trial(store, "controls", variant, seed, test, sweep="c")
     assert main(["--tracking-uri", store["uri"], "--experiment", EXPERIMENT, "--grid", "controls"]) == 0
     out = capsys.readouterr().out
     cells = table_cells(out, "Controls of the description, x8")
     for variant, values in iris.items():
-        mean, std = number(cells.loc[variant, "IRIS bacc (0.20)"])
+        mean, std = number(cells.loc[variant, "IRIS centred bacc (0.20)"])
         assert mean == pytest.approx(np.mean(values), abs=0.005) and std == pytest.approx(
             np.std(values, ddof=1), abs=0.005
         )
-    assert "on test ATTR_EYE_COLOUR_BACC" in out
+    assert "on test ATTR_EYE_COLOUR_CENTRED_BACC" in out
     assert float(cells.loc["llvfsr-wo-description", "p vs LLV-FSR"]) < 0.05  # 0.85 vs 0.22 over 3 seeds
