@@ -31,7 +31,6 @@ from llvfsr.tracking import default_tracking_uri
 REFERENCE = "llvfsr"
 TESTED_METRIC = "psnr"
 P_COLUMN = "p vs LLV-FSR"
-
 # the controls grid (sweeps/grids.py): true description, none, another face's, one for all; tested on the iris
 CONTROL_ORDER = ["llvfsr", "llvfsr-wo-description", "llvfsr+shuffled-description", "llvfsr+constant-description"]
 CONTROL_METRIC = "attr_eye_colour_centred_bacc"  # sees a partial move towards the stated colour
@@ -117,17 +116,14 @@ def tables(runs: pd.DataFrame, fmt: str, with_p: bool = True) -> list[str]:
         control_rows = [r for r in CONTROL_ORDER if r in available]
         if len(control_rows) > 1:
             title = f"Controls of the description, x{scale}: does the SR face show what only the text states?"
+            sections.append((title, control_rows, None))
         for title, rows, paper in sections:
             tested = CONTROL_METRIC if rows == control_rows else TESTED_METRIC
             pvalues, notes = significance(runs, rows, scale, tested) if with_p else (None, [])
             out.append(render(build_table(at, rows, metrics, paper, fmt, pvalues), fmt, title, notes))
-            sections.append((title, control_rows, None))
     return [t for t in out if t]
 
 
-@cli_entry(RunsMissing)
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
 def robustness_tables(uri: str, experiment: str, sweep: str | None, fmt: str) -> list[str]:
     """The counterfactual-prior table of `sweeps/robustness.py` runs (empty when there are none)."""
     from analysis.robustness import robustness_runs, robustness_table
@@ -143,6 +139,9 @@ def robustness_tables(uri: str, experiment: str, sweep: str | None, fmt: str) ->
     return [render(table, fmt, title, notes)]
 
 
+@cli_entry(RunsMissing)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
         description="Print Table 1 / Table 2 / the per-prior ablation (or an hpo sweep's trials) from MLflow runs."
     )
     parser.add_argument(
@@ -161,11 +160,11 @@ def robustness_tables(uri: str, experiment: str, sweep: str | None, fmt: str) ->
     try:
         if args.grid == "hpo":
             rendered = hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)
+        elif args.grid == "robustness":
+            rendered = robustness_tables(uri, args.experiment, args.sweep, args.format)
         else:
             runs = load_runs(uri, args.experiment, args.grid, args.sweep)
             rendered = tables(runs, args.format, with_p=not args.no_significance)
-        elif args.grid == "robustness":
-            rendered = robustness_tables(uri, args.experiment, args.sweep, args.format)
             if args.grid is None and (runs.grid == "hpo").any():
                 rendered += hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)
     except RunsMissing as error:
