@@ -105,6 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             args.gpus_per_trial = float(args.gpus_per_trial)
         except ValueError:
             p.error(f"--gpus-per-trial must be a number or 'auto', got {args.gpus_per_trial!r}")
+    if args.data is not None and args.grid == "controls":
+        p.error("--grid controls runs on the synthetic faces only (its descriptions state known attributes)")
     if args.data is not None and args.preset is not None:
         p.error(f"--preset {args.preset} sizes the synthetic faces; with --data the paper's schedule is used")
     if args.data is not None and not Path(args.data).is_dir():
@@ -130,8 +132,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--source expects KIND=NAME with KIND in {SOURCE_KINDS}, got {item!r}")
         sources[f"{kind}_source"] = name
     args.sources = sources
-    if args.data is not None and args.grid == "controls":
-        p.error("--grid controls runs on the synthetic faces only (its descriptions state known attributes)")
     return args
 
 
