@@ -114,7 +114,7 @@ def tables(runs: pd.DataFrame, fmt: str, with_p: bool = True) -> list[str]:
         if len(prior_rows) > 1:
             sections.append((f"Per-prior ablation (Fig. 9), x{scale}: LLV-FSR without each prior", prior_rows, None))
         control_rows = [r for r in CONTROL_ORDER if r in available]
-        if len(control_rows) > 1:
+        if set(control_rows) - set(PRIOR_ORDER):  # a negative control ran (not only the Fig. 9 rows again)
             title = f"Controls of the description, x{scale}: does the SR face show what only the text states?"
             sections.append((title, control_rows, None))
         for title, rows, paper in sections:
