@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -49,24 +50,52 @@ class Counterfactual:
     stated: dict[str, list[str | None]]
 
 
-def _encode(data_config: DataConfig, texts: list[str], like: TextEmbedding) -> TextEmbedding:
-    """Embed texts with the split's own text encoder, in the stored (compact) dtypes."""
-    from llvfsr.data.loading import make_text_encoder
+class _Split:
+    """A test split being rewritten: its data, and what the rewrites share, made once (the faces' attributes, the
+    text encoder)."""
 
-    encoder = make_text_encoder(data_config)
-    try:
-        tokens, pooled, valid = encoder.encode(texts)
-    finally:
-        encoder.close()
-    device = like.tokens.device
-    return TextEmbedding(tokens.to(device, like.tokens.dtype), pooled.to(device, like.pooled.dtype), valid.to(device))
+    def __init__(self, data: SplitData, config: DataConfig, seed: int):
+        self.data, self.config, self.seed = data, config, seed
+        self.step = max(1, data.hr.shape[-1] // 32)  # "a few pixels": 1/32 of the image
+
+    @cached_property
+    def dataset(self):
+        dataset = open_split(self.config, "test")
+        if dataset.name != "synthetic":
+            raise ValueError("text counterfactuals need the synthetic faces (their true attributes are known)")
+        return dataset
+
+    @cached_property
+    def attributes(self) -> list[dict]:
+        return [self.dataset.exact_priors(i).attributes for i in range(len(self.data))]
+
+    @cached_property
+    def encoder(self):
+        from llvfsr.data.loading import make_text_encoder
+
+        return make_text_encoder(self.config)
+
+    def encode(self, texts: list[str], like: TextEmbedding) -> TextEmbedding:
+        """Embed texts with the split's own text encoder, in the dtypes and on the device of `like`."""
+        tokens, pooled, valid = self.encoder.encode(texts)
+        device = like.tokens.device
+        return TextEmbedding(tokens.to(device, like.tokens.dtype), pooled.to(device, like.pooled.dtype),
+                             valid.to(device))  # fmt: skip
+
+    def description_stating(self, index: int, colour: str) -> str:
+        """Face `index`'s description with its iris colour set to `colour` (every other word unchanged)."""
+        from llvfsr.data.synthetic import render_face
+
+        d = self.dataset
+        return render_face(d.family_seed, index, d.hr_size, {"eye_colour": colour}, d.zoom).description
+
+    def close(self) -> None:
+        if "encoder" in self.__dict__:
+            self.encoder.close()
 
 
-def _derangement(n: int) -> torch.Tensor:
-    return torch.roll(torch.arange(n), 1) if n > 1 else torch.arange(n)
-
-
-def _with(data: SplitData, **fields) -> SplitData:
+def _with(split: _Split, **fields) -> SplitData:
+    data = split.data
     return SplitData(data.ids, data.hr, replace(data.priors, **fields))
 
 
@@ -79,99 +108,88 @@ def _erode_labels(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return torch.where((high != low)[:, 0], torch.zeros_like(mask), mask)
 
 
-def counterfactuals(data: SplitData, config: DataConfig, reads: set[str], seed: int = 0) -> list[Counterfactual]:
-    """The reference and every counterfactual of `data` (a synthetic test split) on the priors a model `reads`."""
-    priors, n, size = data.priors, len(data), data.hr.shape[-1]
-    step = max(1, size // 32)
-    out = [Counterfactual(NONE, None, data, {})]
-    makers: dict[str, Callable[[], Counterfactual]] = {}
-    if "description" in reads:
-        makers["description:eye-colour"] = lambda: _eye_colour_edit(data, config)
-        makers["description:swap"] = lambda: _swap(data, config, "description")
-        makers["blank:description"] = lambda: Counterfactual(
-            "blank:description", "description", _with(data, description=_encode(config, [""] * n, priors.description)),
-            {},
-        )  # fmt: skip
-    if "caption" in reads:
-        makers["caption:swap"] = lambda: _swap(data, config, "caption")
-        makers["blank:caption"] = lambda: Counterfactual(
-            "blank:caption", "caption", _with(data, caption=_encode(config, [""] * n, priors.caption)), {}
-        )
-    if "mask" in reads:
-        makers["mask:shift"] = lambda: Counterfactual(
-            "mask:shift", "mask", _with(data, mask=torch.roll(priors.mask, (step, step), dims=(-2, -1))), {}
-        )
-        makers["mask:erode"] = lambda: Counterfactual(
-            "mask:erode", "mask", _with(data, mask=_erode_labels(priors.mask.long(), step).to(priors.mask.dtype)), {}
-        )
-        makers["blank:mask"] = lambda: Counterfactual("blank:mask", "mask", _with(data, mask=priors.mask * 0), {})
-    if "depth" in reads:
-
-        def noisy_depth() -> Counterfactual:
-            generator = torch.Generator().manual_seed(seed)
-            noise = torch.randn(priors.depth.shape, generator=generator).to(priors.depth.device) * 0.1
-            depth = (priors.depth.float() + noise).clamp(0, 1).to(priors.depth.dtype)
-            return Counterfactual("depth:noise", "depth", _with(data, depth=depth), {})
-
-        makers["depth:noise"] = noisy_depth
-        makers["blank:depth"] = lambda: Counterfactual("blank:depth", "depth", _with(data, depth=priors.depth * 0), {})
-    return out + [make() for make in makers.values()]
-
-
-def counterfactual_names(reads: set[str]) -> list[str]:
-    """The names `counterfactuals` gives for a model that reads `reads`, without building any."""
-    names = [NONE]
-    if "description" in reads:
-        names += ["description:eye-colour", "description:swap", "blank:description"]
-    if "caption" in reads:
-        names += ["caption:swap", "blank:caption"]
-    if "mask" in reads:
-        names += ["mask:shift", "mask:erode", "blank:mask"]
-    if "depth" in reads:
-        names += ["depth:noise", "blank:depth"]
-    return names
-
-
-def _faces(config: DataConfig, n: int):
-    dataset = open_split(config, "test")
-    if dataset.name != "synthetic":
-        raise ValueError("text counterfactuals need the synthetic faces (their true attributes are known)")
-    return dataset, [dataset.exact_priors(i) for i in range(n)]
-
-
 def next_colour(colour: str) -> str:
     options = ATTRIBUTES["eye_colour"]
     return options[(options.index(colour) + 1) % len(options)]
 
 
-def _eye_colour_edit(data: SplitData, config: DataConfig, colour_of=None) -> Counterfactual:
-    """Each description stating another iris colour (`colour_of(true) -> stated`, default: the next colour)."""
-    from llvfsr.data.synthetic import render_face
-
-    dataset, faces = _faces(config, len(data))
-    colour_of = colour_of or next_colour
-    stated = [colour_of(face.attributes["eye_colour"]) for face in faces]
-    texts = [
-        render_face(dataset.family_seed, i, dataset.hr_size, {"eye_colour": c}, dataset.zoom).description
-        for i, c in enumerate(stated)
-    ]
-    description = _encode(config, texts, data.priors.description)
-    return Counterfactual("description:eye-colour", "description", _with(data, description=description),
-                          {"eye_colour": stated})  # fmt: skip
+def _eye_colour_edit(split: _Split) -> tuple[SplitData, dict]:
+    """Each description stating the next iris colour of the list."""
+    stated = [next_colour(a["eye_colour"]) for a in split.attributes]
+    texts = [split.description_stating(i, colour) for i, colour in enumerate(stated)]
+    return _with(split, description=split.encode(texts, split.data.priors.description)), {"eye_colour": stated}
 
 
-def _swap(data: SplitData, config: DataConfig, field: str) -> Counterfactual:
-    """The texts of another face; the attributes it states are that face's."""
-    order = _derangement(len(data)).to(data.hr.device)
-    text = getattr(data.priors, field)
-    swapped = TextEmbedding(text.tokens[order], text.pooled[order], text.valid[order])
-    stated: dict[str, list[str | None]] = {}
-    if field == "description":
-        _, faces = _faces(config, len(data))
-        for name in ATTRIBUTES:
-            truth = [face.attributes[name] for face in faces]
-            stated[name] = [truth[j] if truth[j] != truth[i] else None for i, j in enumerate(order.tolist())]
-    return Counterfactual(f"{field}:swap", field, _with(data, **{field: swapped}), stated)
+def _swap(field: str) -> Callable[[_Split], tuple[SplitData, dict]]:
+    """The texts of another face (a fixed derangement); a swapped description states that face's attributes."""
+
+    def rewrite(split: _Split) -> tuple[SplitData, dict]:
+        n = len(split.data)
+        order = (torch.roll(torch.arange(n), 1) if n > 1 else torch.arange(n)).to(split.data.hr.device)
+        text = getattr(split.data.priors, field)
+        swapped = TextEmbedding(text.tokens[order], text.pooled[order], text.valid[order])
+        stated: dict[str, list[str | None]] = {}
+        if field == "description":
+            for name in ATTRIBUTES:
+                truth = [a[name] for a in split.attributes]
+                stated[name] = [truth[j] if truth[j] != truth[i] else None for i, j in enumerate(order.tolist())]
+        return _with(split, **{field: swapped}), stated
+
+    return rewrite
+
+
+def _blank_text(field: str) -> Callable[[_Split], tuple[SplitData, dict]]:
+    def rewrite(split: _Split) -> tuple[SplitData, dict]:
+        like = getattr(split.data.priors, field)
+        return _with(split, **{field: split.encode([""] * len(split.data), like)}), {}
+
+    return rewrite
+
+
+def _noisy_depth(split: _Split) -> tuple[SplitData, dict]:
+    depth = split.data.priors.depth
+    noise = torch.randn(depth.shape, generator=torch.Generator().manual_seed(split.seed)).to(depth.device) * 0.1
+    return _with(split, depth=(depth.float() + noise).clamp(0, 1).to(depth.dtype)), {}
+
+
+# name -> (the prior it rewrites, the rewrite), in the order of the tables
+REWRITES: dict[str, tuple[str, Callable[[_Split], tuple[SplitData, dict]]]] = {
+    "description:eye-colour": ("description", _eye_colour_edit),
+    "description:swap": ("description", _swap("description")),
+    "blank:description": ("description", _blank_text("description")),
+    "caption:swap": ("caption", _swap("caption")),
+    "blank:caption": ("caption", _blank_text("caption")),
+    "mask:shift": ("mask", lambda s: (_with(s, mask=torch.roll(s.data.priors.mask, (s.step, s.step), (-2, -1))), {})),
+    "mask:erode": (
+        "mask",
+        lambda s: (_with(s, mask=_erode_labels(s.data.priors.mask.long(), s.step).to(s.data.priors.mask.dtype)), {}),
+    ),
+    "blank:mask": ("mask", lambda s: (_with(s, mask=s.data.priors.mask * 0), {})),
+    "depth:noise": ("depth", _noisy_depth),
+    "blank:depth": ("depth", lambda s: (_with(s, depth=s.data.priors.depth * 0), {})),
+}
+
+
+def counterfactual_names(reads: set[str]) -> list[str]:
+    """The reference and the counterfactuals on the priors a model `reads`, in order."""
+    return [NONE] + [name for name, (prior, _) in REWRITES.items() if prior in reads]
+
+
+def counterfactuals(data: SplitData, config: DataConfig, names: list[str], seed: int = 0) -> list[Counterfactual]:
+    """The counterfactuals `names` (see `counterfactual_names`) of `data`, a synthetic test split, in that order."""
+    split = _Split(data, config, seed)
+    out = []
+    try:
+        for name in names:
+            if name == NONE:
+                out.append(Counterfactual(NONE, None, data, {}))
+                continue
+            prior, rewrite = REWRITES[name]
+            rewritten, stated = rewrite(split)
+            out.append(Counterfactual(name, prior, rewritten, stated))
+    finally:
+        split.close()
+    return out
 
 
 def hallucination_rates(frame, stated: dict[str, list[str | None]]) -> dict[str, float]:
@@ -192,22 +210,20 @@ def render_under_colours(model, data: SplitData, config: DataConfig, scale: int,
     Returns:
         {"lr": float [3,h,w], "hr": float [3,H,W], "true": its colour, <colour>: SR float [3,H,W] per colour}.
     """
-    from llvfsr.data.synthetic import render_face
     from llvfsr.train import make_lr
 
-    dataset, faces = _faces(config, index + 1)
+    split = _Split(data, config, seed=0)
     colours = ATTRIBUTES["eye_colour"]
-    texts = [
-        render_face(dataset.family_seed, index, dataset.hr_size, {"eye_colour": c}, dataset.zoom).description
-        for c in colours
-    ]
-    rows = torch.full((len(colours),), index, device=data.hr.device)
-    hr, priors = data.batch(rows)
-    priors = replace(priors, description=_encode(config, texts, priors.description).map(lambda t: t.float()
-                     if t.is_floating_point() else t))  # fmt: skip
+    hr, priors = data.batch(torch.full((len(colours),), index, device=data.hr.device))
+    try:
+        texts = [split.description_stating(index, colour) for colour in colours]
+        priors = replace(priors, description=split.encode(texts, priors.description))  # float, as batch() gives
+        true = split.dataset.exact_priors(index).attributes["eye_colour"]
+    finally:
+        split.close()
     lr = make_lr(hr, scale)
     with torch.no_grad():
         sr = model(lr, priors).float().clamp(0, 1).cpu()
-    out = {"lr": lr[0].cpu(), "hr": hr[0].cpu(), "true": faces[index].attributes["eye_colour"]}
+    out = {"lr": lr[0].cpu(), "hr": hr[0].cpu(), "true": true}
     out.update({colour: sr[k] for k, colour in enumerate(colours)})
     return out

@@ -40,13 +40,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _load_model(checkpoint: Path, device: torch.device):
-    from llvfsr.config import from_flat
+    """A trial's config and trained model, as `llvfsr.sr` loads them (a damaged file is named)."""
+    from llvfsr.checkpoint import load_checkpoint
+    from llvfsr.sr import read_checkpoint_config
     from llvfsr.train import build_model
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    config = from_flat(state["config"])
+    config = read_checkpoint_config(checkpoint)
     model = build_model(config)
-    model.load_state_dict(state["model"])
+    load_checkpoint(checkpoint, None, model)
     return config, model.to(device).eval()
 
 
@@ -84,9 +85,7 @@ def evaluate_trial(run, args, mlflow_client, experiment_id: str, parent: str, do
     tcfg = resolve_train(config.train, config.model.name)
     reference: dict[str, float] | None = None
     logged = 0
-    for cf in counterfactuals(data, config.data, reads):
-        if cf.name not in wanted:
-            continue
+    for cf in counterfactuals(data, config.data, wanted):  # "none" first: the reference of the deltas
         with tempfile.TemporaryDirectory() as folder:
             summary = evaluate_split(model, cf.data, config, tcfg, Path(folder))
             frame = pd.read_csv(Path(folder) / "per_image.csv")

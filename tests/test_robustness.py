@@ -33,7 +33,7 @@ def data_config(tmp_path_factory) -> DataConfig:
 @pytest.fixture(scope="module")
 def rewritten(data_config):
     data = load_split(data_config, "test", FIELDS, torch.device("cpu"))
-    return data, {cf.name: cf for cf in counterfactuals(data, data_config, FIELDS)}
+    return data, {cf.name: cf for cf in counterfactuals(data, data_config, counterfactual_names(FIELDS))}
 
 
 def test_every_counterfactual_is_built_for_the_priors_a_model_reads(rewritten):
