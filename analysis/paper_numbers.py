@@ -1,16 +1,6 @@
 """The published numbers of LLV-FSR (Wang et al.), Tables 1 and 2, MM-CelebA-HQ test set (6,000 faces)."""
 
 METRICS = ("psnr", "ssim", "niqe", "lpips")
-HIGHER_IS_BETTER = {
-    "psnr": True,
-    "ssim": True,
-    "niqe": False,
-    "lpips": False,
-    "psnr_eyes": True,
-    "psnr_face": True,
-    "identity": False,
-    "landmark_error": False,
-}
 
 # Table 1: method -> scale -> (PSNR, SSIM, NIQE, LPIPS)
 TABLE1 = {

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from llvfsr.errors import UserError
 from llvfsr.tracking import client
 
 TEST_PREFIX = "test_"
 
 
-class RunsMissing(RuntimeError):
+class RunsMissing(UserError, RuntimeError):
     """No finished runs match the request; the message says what to run."""
 
 

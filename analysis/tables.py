@@ -104,21 +104,21 @@ def tables(runs: pd.DataFrame, fmt: str, with_p: bool = True) -> list[str]:
             paper = {k: v[scale] for k, v in TABLE1.items() if scale in v}
             paper.update({f"{k}{AUTHORS_SUFFIX}": v for k, v in paper.items()})
             title = f"Table 1, x{scale}: methods (ours: mean ± std over seeds; paper: MM-CelebA-HQ)"
-            sections.append((title, t1_rows, paper))
+            sections.append((title, t1_rows, paper, TESTED_METRIC))
         t2_rows = [r for r in TABLE2_ORDER if r in available]
         if len(t2_rows) > 1:
             title = f"Table 2, x{scale}: LVPFB ablation (Model 1: no priors; Model 2: concatenation; LLV-FSR)"
-            sections.append((title, t2_rows, TABLE2 if scale == 8 else None))
+            sections.append((title, t2_rows, TABLE2 if scale == 8 else None, TESTED_METRIC))
         prior_rows = [r for r in PRIOR_ORDER if r in available and r != "llvfsr-model1"]
         prior_rows += sorted(r for r in available if r.startswith("priors:"))
         if len(prior_rows) > 1:
-            sections.append((f"Per-prior ablation (Fig. 9), x{scale}: LLV-FSR without each prior", prior_rows, None))
+            title = f"Per-prior ablation (Fig. 9), x{scale}: LLV-FSR without each prior"
+            sections.append((title, prior_rows, None, TESTED_METRIC))
         control_rows = [r for r in CONTROL_ORDER if r in available]
         if set(control_rows) - set(PRIOR_ORDER):  # a negative control ran (not only the Fig. 9 rows again)
             title = f"Controls of the description, x{scale}: does the SR face show what only the text states?"
-            sections.append((title, control_rows, None))
-        for title, rows, paper in sections:
-            tested = CONTROL_METRIC if rows == control_rows else TESTED_METRIC
+            sections.append((title, control_rows, None, CONTROL_METRIC))
+        for title, rows, paper, tested in sections:  # tested: the metric of the p-value column
             pvalues, notes = significance(runs, rows, scale, tested) if with_p else (None, [])
             out.append(render(build_table(at, rows, metrics, paper, fmt, pvalues), fmt, title, notes))
     return [t for t in out if t]
@@ -139,7 +139,7 @@ def robustness_tables(uri: str, experiment: str, sweep: str | None, fmt: str) ->
     return [render(table, fmt, title, notes)]
 
 
-@cli_entry(RunsMissing)
+@cli_entry()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Print Table 1 / Table 2 / the per-prior ablation (or an hpo sweep's trials) from MLflow runs."
@@ -157,19 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     uri = args.tracking_uri or default_tracking_uri()
     check_tracking_uri(uri, must_exist=True)
-    try:
-        if args.grid == "hpo":
-            rendered = hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)
-        elif args.grid == "robustness":
-            rendered = robustness_tables(uri, args.experiment, args.sweep, args.format)
-        else:
-            runs = load_runs(uri, args.experiment, args.grid, args.sweep)
-            rendered = tables(runs, args.format, with_p=not args.no_significance)
-            if args.grid is None and (runs.grid == "hpo").any():
-                rendered += hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)
-    except RunsMissing as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    if args.grid == "hpo":  # RunsMissing (a UserError) ends as one error: line through cli_entry
+        rendered = hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)
+    elif args.grid == "robustness":
+        rendered = robustness_tables(uri, args.experiment, args.sweep, args.format)
+    else:
+        runs = load_runs(uri, args.experiment, args.grid, args.sweep)
+        rendered = tables(runs, args.format, with_p=not args.no_significance)
+        if args.grid is None and (runs.grid == "hpo").any():
+            rendered += hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)
     if not rendered:
         print("error: the finished runs do not form any of the tables (need at least two methods)", file=sys.stderr)
         return 1

@@ -268,20 +268,21 @@ def count_model(name: str, scale: int, hr_size: int = 256, batch: int = 2) -> Be
 
 def run_bench(models: list[str], scales: list[int], settings: BenchSettings, fast: bool = True,
               progress: Callable[[BenchRow], None] | None = None) -> list[BenchRow]:  # fmt: skip
-    """Every model x scale on the fp32 path and (unless `fast` is False) the fast path, in that order."""
+    """Every model x scale on the fp32 path and (unless `fast` is False) the fast path, in that order; `progress`
+    hears of each row as soon as it is measured (a run stopped by a time limit keeps the rows it reported)."""
     rows = []
+
+    def done(row: BenchRow) -> BenchRow:
+        rows.append(row)
+        if progress:
+            progress(row)
+        return row
+
     for name in models:
         for scale in scales:
-            plain = bench_model(name, scale, settings, fast=False)
-            todo = [plain]
+            plain = done(bench_model(name, scale, settings, fast=False))
             if fast:
-                todo.append(
-                    bench_model(name, scale, settings, fast=True, flops=(plain.gflops_forward, plain.gflops_train))
-                )
-            for row in todo:
-                rows.append(row)
-                if progress:
-                    progress(row)
+                done(bench_model(name, scale, settings, fast=True, flops=(plain.gflops_forward, plain.gflops_train)))
     return rows
 
 
@@ -388,8 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = run_bench(models, args.scales, settings, fast=not args.no_fast, progress=progress)
         print(format_table(rows))
         print(f"\nmeasured in {time.perf_counter() - start:.0f} s")
-        if args.csv:
-            write_csv(rows, args.csv)
+        if args.csv:  # written after every row by `progress`
             print(f"\nCSV: {args.csv}")
     if args.project:
         from llvfsr.bench_project import format_projection, project_grid

@@ -128,8 +128,10 @@ def experiment_from_args(parser: argparse.ArgumentParser, args: argparse.Namespa
     data = config_from_args(args, DataConfig)
     if data.scale not in (8, 16):
         parser.error(f"--scale must be 8 or 16, got {data.scale}")
-    if data.text_chunking not in ("truncate", "sentences"):
-        parser.error(f"--text-chunking must be 'truncate' or 'sentences', got {data.text_chunking!r}")
+    from llvfsr.priors.text_encoder import CHUNKINGS
+
+    if data.text_chunking not in CHUNKINGS:
+        parser.error(f"--text-chunking must be {' or '.join(map(repr, CHUNKINGS))}, got {data.text_chunking!r}")
     train = config_from_args(args, TrainConfig)
     if train.device.startswith("cuda"):
         import torch

@@ -38,30 +38,14 @@ def describe_os_error(error: OSError) -> str:
     return str(error)
 
 
-def _user_error_types(also: tuple[type[BaseException] | str, ...]) -> tuple[type[BaseException], ...]:
-    """`UserError`, `OSError` and `also`; a "module:Class" entry counts once its module is imported (an exception
-    of that class can only exist then), so a CLI names its libraries' error types without importing them."""
-    types: list[type[BaseException]] = [UserError, OSError]
-    for entry in also:
-        if isinstance(entry, str):
-            module, _, name = entry.partition(":")
-            entry = getattr(sys.modules.get(module), name, None)
-        if isinstance(entry, type):
-            types.append(entry)
-    return tuple(types)
-
-
-def cli_entry(*also: type[BaseException] | str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+def cli_entry(*also: type[BaseException]) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Decorate a CLI ``main(argv) -> int`` so that user errors end as ``error: <message>`` on stderr.
 
-    `UserError` returns its `exit_code`; an `OSError` (a file that cannot be read or written, a refused
-    connection) and the types in `also` (a library's own error types, as classes or "module:Class" strings)
-    return 1. Any other exception is a bug and keeps its traceback.
-
-    Example:
-        @cli_entry("llvfsr.priors.store:PriorStoreError")
-        def main(argv=None) -> int: ...
+    `UserError` (every library error type a user can cause derives from it) returns its `exit_code`; an `OSError`
+    (a file that cannot be read or written, a refused connection) and the types in `also` return 1. Any other
+    exception is a bug and keeps its traceback.
     """
+    handled = (UserError, OSError, *also)
 
     def decorate(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
@@ -69,7 +53,7 @@ def cli_entry(*also: type[BaseException] | str) -> Callable[[Callable[..., int]]
             try:
                 return main(*args, **kwargs)
             except Exception as error:
-                if not isinstance(error, _user_error_types(also)) or os.environ.get("LLVFSR_TRACEBACK"):
+                if not isinstance(error, handled) or os.environ.get("LLVFSR_TRACEBACK"):
                     raise
                 message = describe_os_error(error) if isinstance(error, OSError) else str(error)
                 print(f"error: {' '.join(message.split())}", file=sys.stderr)

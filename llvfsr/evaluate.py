@@ -36,13 +36,13 @@ def region_psnr(sr: Tensor, hr: Tensor, region: Tensor) -> np.ndarray:
     return torch.where(area > 0, psnr, torch.nan).cpu().numpy().astype(np.float64)
 
 
-def synthetic_regions(config: ExperimentConfig, count: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Eye-region and face-region masks of the synthetic test faces (exact, from the generator), or None."""
-    if config.data.dataset != "synthetic":
+def synthetic_regions(dataset, count: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Eye-region and face-region masks of the first `count` faces of a synthetic split (exact, from the
+    generator), or None without one."""
+    if dataset is None:
         return None
     from llvfsr.data.synthetic import eye_region_mask, face_region_mask
 
-    dataset = open_split(config.data, "test")
     masks = [dataset.exact_priors(i).mask for i in range(count)]
     return np.stack([eye_region_mask(m) for m in masks]), np.stack([face_region_mask(m) for m in masks])
 
@@ -64,13 +64,13 @@ def save_sr_faces(lr: Tensor, sr: Tensor, hr: Tensor, ids: list[str], folder: Pa
             Image.fromarray(image).save(folder / f"{face_id}{suffix}.png")
 
 
-def synthetic_attribute_reader(config: ExperimentConfig, count: int):
-    """The text-only attribute reader of the first `count` synthetic test faces (`synthetic_attributes`), or None."""
-    if config.data.dataset != "synthetic":
+def synthetic_attribute_reader(dataset, count: int):
+    """The text-only attribute reader of the first `count` faces of a synthetic split (`synthetic_attributes`), or
+    None without one."""
+    if dataset is None:
         return None
     from llvfsr.data.synthetic_attributes import AttributeReader
 
-    dataset = open_split(config.data, "test")
     return AttributeReader(dataset.family_seed, list(range(count)), dataset.hr_size, dataset.zoom)
 
 
@@ -105,8 +105,9 @@ def evaluate_split(
         from llvfsr.identity import IdentityDistance
 
         identity = IdentityDistance(weights_path=tcfg.identity_weights, allow_random=tcfg.allow_random_identity)
-    regions = synthetic_regions(config, len(data))
-    attributes = synthetic_attribute_reader(config, len(data))
+    synthetic = open_split(config.data, "test") if config.data.dataset == "synthetic" else None
+    regions = synthetic_regions(synthetic, len(data))
+    attributes = synthetic_attribute_reader(synthetic, len(data))
     rows: dict[str, list] = {"id": list(data.ids)}
     batch_size = max(1, min(tcfg.batch_size, 32))
     for start in range(0, len(data), batch_size):

@@ -44,7 +44,9 @@ class StepMemory:
 
     def largest_batch(self, budget: float) -> int:
         """The largest batch whose step fits in `budget` bytes (0 when not even one face does)."""
-        return max(0, math.floor((budget - self.fixed) / self.per_face)) if self.per_face > 0 else 1 << 20
+        if self.per_face <= 0:  # the step does not grow with the batch: any batch fits, or none
+            return 1 << 20 if self.fixed <= budget else 0
+        return max(0, math.floor((budget - self.fixed) / self.per_face))
 
 
 class _NoStep:

@@ -27,7 +27,6 @@ from llvfsr.cli import add_source_option_flag, build_source, parse_source_option
 from llvfsr.config import ExperimentConfig, from_flat
 from llvfsr.data.loading import make_text_encoder, source_names
 from llvfsr.errors import UsageError, UserError, cli_entry
-from llvfsr.priors.text_encoder import TextEncoderError
 from llvfsr.priors.types import Priors, TextEmbedding
 from llvfsr.train import build_model, required_fields
 
@@ -129,7 +128,7 @@ def super_resolve(
     return (sr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-@cli_entry(TextEncoderError)
+@cli_entry()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Super-resolve an LR face with a trained llvfsr checkpoint.")
     parser.add_argument("--checkpoint", required=True, type=Path)

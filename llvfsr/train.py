@@ -20,7 +20,6 @@ from torch import Tensor, nn
 
 from llvfsr.checkpoint import load_checkpoint, save_checkpoint
 from llvfsr.config import ExperimentConfig, flatten, resolve_train
-from llvfsr.data.datasets import DatasetError
 from llvfsr.data.degrade import degrade_bicubic
 from llvfsr.data.loading import SplitData, load_split, text_width
 from llvfsr.errors import UsageError, cli_entry
@@ -28,8 +27,6 @@ from llvfsr.evaluate import evaluate_split
 from llvfsr.memory import check_batch_fits, free_memory, probe_step_memory
 from llvfsr.models import build, get_entry
 from llvfsr.models.official import OFFICIAL_FORMAT, OFFICIAL_PATH, load_official, official_format, official_in
-from llvfsr.priors.store import PriorStoreError
-from llvfsr.priors.text_encoder import TextEncoderError
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +116,23 @@ def make_autocast(tcfg, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def train_batch(data: SplitData, index: Tensor, scale: int, channels_last: bool):
+    """(LR, HR, priors) of the faces at `index`, as a train step takes them (LR degraded here, on the device)."""
+    hr, priors = data.batch(index)
+    lr = make_lr(hr, scale)
+    if channels_last:
+        hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
+    return lr, hr, priors
+
+
 def check_memory(core: nn.Module, autocast, tcfg, data: SplitData, config: ExperimentConfig, batch: int) -> None:
     """Refuse at once a batch whose train step cannot fit the device's free memory (`llvfsr.memory`)."""
     free = free_memory(data.hr.device)
-    if free is None or len(data) == 0:
+    if free is None:
         return
     # Two faces, not one: batch norm over a 1x1 map needs more than one value per channel (FSRNet, DIC at small sizes).
-    hr, priors = data.batch(torch.arange(min(2, batch, len(data)), device=data.hr.device))
-    lr = make_lr(hr, config.data.scale)
-    if tcfg.channels_last:
-        hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
+    index = torch.arange(min(2, batch, len(data)), device=data.hr.device)
+    lr, hr, priors = train_batch(data, index, config.data.scale, tcfg.channels_last)
     memory = probe_step_memory(
         core, lambda optimizer, *batch_: train_step(core, core, optimizer, autocast, tcfg, *batch_), lr, hr, priors
     )
@@ -234,13 +238,7 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
         running = torch.zeros((), device=device)
         for step in range(steps):
             index = order[step * per_rank * world_size :][rank * per_rank : (rank + 1) * per_rank]
-            hr, priors = train_data.batch(index)
-            lr = make_lr(hr, scale)
-            if tcfg.channels_last:
-                hr, lr = (
-                    hr.contiguous(memory_format=torch.channels_last),
-                    lr.contiguous(memory_format=torch.channels_last),
-                )
+            lr, hr, priors = train_batch(train_data, index, scale, tcfg.channels_last)
             running += train_step(core, forward, optimizer, autocast, tcfg, lr, hr, priors)  # no host sync
         metrics = {
             **warm_up,
@@ -272,7 +270,7 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
     return summary
 
 
-@cli_entry(DatasetError, PriorStoreError, TextEncoderError)
+@cli_entry()
 def main(argv: list[str] | None = None) -> int:
     """``python -m llvfsr.train --model llvfsr --scale 8 --dataset synthetic ...``: one experiment, no Ray."""
     from llvfsr.cli import experiment_from_args, experiment_parser

@@ -27,6 +27,7 @@ SOURCE_KINDS = ("mask", "depth", "caption", "description", "landmarks")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from llvfsr.models import list_models
+    from llvfsr.priors.text_encoder import CHUNKINGS
 
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -70,7 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--text-pretrained", default=None, help="CLIP weights: open_clip tag or local path")
     p.add_argument(
         "--text-chunking",
-        choices=("truncate", "sentences"),
+        choices=CHUNKINGS,
         default=None,
         help="texts over CLIP's 77 tokens: cut (CLIP's rule, the default) or encoded sentence by sentence",
     )
@@ -185,12 +186,7 @@ def trial_rows(grid: Grid, args: argparse.Namespace) -> list[dict]:
     ]
 
 
-@cli_entry(
-    "llvfsr.priors.store:PriorStoreError",
-    "llvfsr.priors.text_encoder:TextEncoderError",
-    "llvfsr.data.datasets:DatasetError",
-    "llvfsr.priors.sources.vlm_openai:DescriptionAPIError",
-)
+@cli_entry()
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     grid = with_official(GRIDS[args.grid], args.official)

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import tiny_synthetic_data
 from torch import nn
 
-from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from llvfsr.config import ExperimentConfig, ModelConfig, TrainConfig
 from llvfsr.errors import UserError, cli_entry
 from llvfsr.memory import GIB, StepMemory, probe_step_memory
 
@@ -45,7 +46,7 @@ def closed_port_url() -> str:
 
 
 def test_cli_entry_turns_user_errors_into_one_line_and_keeps_bugs_loud(capsys):
-    @cli_entry("no.such.module:Error")  # a library never imported: nothing of its type can be raised
+    @cli_entry()
     def main(kind):
         if kind == "user":
             raise UserError("--flag 3: expected\nat most 2")
@@ -163,8 +164,7 @@ def mask_checkpoint(tmp_path_factory):
     from llvfsr.train import train
 
     root = tmp_path_factory.mktemp("sr")
-    data = DataConfig(hr_size=32, train_n=12, val_n=2, test_n=2, priors_root=str(root / "priors"),
-                      text_encoder="tiny", text_pretrained=None, allow_random_text_encoder=True)  # fmt: skip
+    data = tiny_synthetic_data(root / "priors", train_n=12, val_n=2, test_n=2)
     model = ModelConfig("llvfsr", (("body_down", 2), ("branches", ("mask",)), ("heads", 2), ("num_blocks", 1),
                                    ("width", 8)))  # fmt: skip
     tcfg = TrainConfig(epochs=1, batch_size=4, lpips=False, niqe=False, n_samples=0, device="cpu")

@@ -1,6 +1,7 @@
 """`ensure_priors` (run by the sweep driver and `llvfsr.train` before any trial) repairs damaged prior stores."""
 
 import torch
+from tiny import flip_a_byte, tiny_synthetic_data
 
 from llvfsr.config import DataConfig
 from llvfsr.data.loading import ensure_priors, open_store
@@ -10,21 +11,7 @@ FIELDS = {"mask", "caption"}
 
 
 def tiny_data(root) -> DataConfig:
-    return DataConfig(
-        hr_size=32,
-        train_n=12,
-        test_n=4,
-        priors_root=str(root),
-        text_encoder="tiny",
-        text_pretrained=None,
-        allow_random_text_encoder=True,
-    )
-
-
-def flip_a_byte(path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
+    return tiny_synthetic_data(root, train_n=12, test_n=4)
 
 
 def test_damaged_shards_are_named_and_re_extracted_before_training(tmp_path, capsys):

@@ -14,6 +14,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import tiny_synthetic_data
 
 from llvfsr.bench import random_inputs
 from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
@@ -90,11 +91,10 @@ def gradient_cosine(name: str) -> tuple[float, float]:
 
 
 def test_cpu_autocast_is_opt_in():
-    product = torch.ones(2, 2) @ torch.ones(2, 2)
     for tcfg, dtype in [(TrainConfig(bf16=True), torch.float32), (switches(True), torch.bfloat16)]:
         with make_autocast(tcfg, CPU):
             assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == dtype
-    assert product.dtype == torch.float32
+    assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32  # and autocast ends with its block
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -137,8 +137,7 @@ TINY_LLVFSR = (("body_down", 2), ("heads", 2), ("num_blocks", 1), ("width", 8))
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> DataConfig:
-    config = DataConfig(hr_size=32, train_n=20, val_n=4, test_n=6, priors_root=str(tmp_path_factory.mktemp("priors")),
-                        text_encoder="tiny", text_pretrained=None, allow_random_text_encoder=True)  # fmt: skip
+    config = tiny_synthetic_data(tmp_path_factory.mktemp("priors"), train_n=20, val_n=4, test_n=6)
     ensure_priors(config, {"mask", "depth", "caption", "description"}, progress=False)
     return config
 

@@ -8,6 +8,7 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
+from tiny import flip_a_byte
 
 from llvfsr.data.degrade import degrade_bicubic
 from llvfsr.priors import Priors, PriorStore, PriorStoreError
@@ -211,9 +212,7 @@ def test_damaged_shards_are_detected_and_recomputed(tmp_path):
     store = open_store(tmp_path, dataset)
     store.extract(dataset, make_sources(("mask", "depth")), progress=False)
     corrupt = store.directory / "depth" / "shard_00001.npz"
-    data = bytearray(corrupt.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    corrupt.write_bytes(bytes(data))
+    flip_a_byte(corrupt)
     with pytest.raises(PriorStoreError, match="shard_00001.npz.*checksum"):
         store.load({"depth"})
     assert store.load({"depth"}, indices=[0, 9]).depth.shape == (2, 1, HR, HR)  # other shards still load

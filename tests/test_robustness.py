@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny import tiny_synthetic_data
 
 from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from llvfsr.counterfactual import (
@@ -22,10 +23,7 @@ FIELDS = {"mask", "depth", "caption", "description"}
 
 @pytest.fixture(scope="module")
 def data_config(tmp_path_factory) -> DataConfig:
-    config = DataConfig(
-        hr_size=32, train_n=12, val_n=2, test_n=6, priors_root=str(tmp_path_factory.mktemp("priors")),
-        text_encoder="tiny", text_pretrained=None, allow_random_text_encoder=True,
-    )  # fmt: skip
+    config = tiny_synthetic_data(tmp_path_factory.mktemp("priors"), train_n=12, val_n=2, test_n=6)
     ensure_priors(config, FIELDS, progress=False)
     return config
 

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from tiny import flip_a_byte
 
 from analysis.tables import main as tables_main
 from sweeps.grids import GRIDS, Variant
@@ -59,9 +60,7 @@ def damage_a_prior_shard() -> Path:
     base, _ = base_config(parse_args(["--grid", "smoke"]), GRIDS["smoke"])
     ensure_priors(base.data, SMOKE_PRIORS, progress=False)
     path = open_store(base.data, "train").shard_path("mask", 0)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
+    flip_a_byte(path)
     return path
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+from tiny import tiny_synthetic_data
 
-from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from llvfsr.config import ExperimentConfig, ModelConfig, TrainConfig
 from llvfsr.data import synthetic_text as text
 from llvfsr.data.datasets import SyntheticFaces
 from llvfsr.data.degrade import degrade_bicubic
@@ -112,10 +113,7 @@ def test_evaluation_writes_attribute_columns_and_summary(tmp_path):
     """`evaluate_split` (via train of the bicubic model) writes the reader's columns per face and their summary."""
     from llvfsr.train import train
 
-    data = DataConfig(
-        hr_size=32, train_n=8, val_n=2, test_n=10, priors_root=str(tmp_path / "priors"), text_encoder="tiny",
-        text_pretrained=None, allow_random_text_encoder=True,
-    )  # fmt: skip
+    data = tiny_synthetic_data(tmp_path / "priors", train_n=8, val_n=2, test_n=10)
     ensure_priors(data, set(), progress=False)
     train_cfg = TrainConfig(epochs=1, batch_size=4, lpips=False, niqe=False, n_samples=0, device="cpu")
     config = ExperimentConfig(data=data, model=ModelConfig("bicubic"), train=train_cfg, out_dir=str(tmp_path / "run"))

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from tiny import tiny_synthetic_data
 
 from llvfsr.checkpoint import CheckpointMismatch, load_checkpoint
 from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
@@ -21,16 +22,7 @@ TINY_MODEL = (("body_down", 2), ("heads", 2), ("num_blocks", 1), ("width", 8))
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> DataConfig:
     root = tmp_path_factory.mktemp("priors")
-    config = DataConfig(
-        hr_size=32,
-        train_n=20,
-        val_n=4,
-        test_n=6,
-        priors_root=str(root),
-        text_encoder="tiny",
-        text_pretrained=None,
-        allow_random_text_encoder=True,
-    )
+    config = tiny_synthetic_data(root, train_n=20, val_n=4, test_n=6)
     ensure_priors(config, {"mask", "depth", "caption", "description", "landmarks"}, progress=False)
     return config
 

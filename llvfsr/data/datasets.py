@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from llvfsr.data.synthetic import GENERATOR_VERSION, SyntheticFace, render_face
+from llvfsr.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 SYNTHETIC_SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A face image or list entry is missing, unreadable or not what the dataset expects (the message names it)."""
 
 

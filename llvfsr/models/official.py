@@ -72,11 +72,6 @@ class OfficialFormat:
     evaluate_only: bool = True
 
 
-def official_names() -> list[str]:
-    """Names `load_official` accepts."""
-    return list(OFFICIAL_FORMATS)
-
-
 def parse_official(item: str) -> tuple[str, str]:
     """``"wfen=/models/WFEN.pth"`` -> ("wfen", absolute path), for ``--official NAME=PATH``.
 
@@ -212,7 +207,7 @@ def load_official(name: str, path: str | Path, **overrides: Any) -> nn.Module:
     """Build the baseline `name` as the authors released it and load their checkpoint strictly.
 
     Args:
-        name: one of `official_names()` (``dic-hourglass`` loads DIC's landmark hourglass alone into a DIC).
+        name: a key of `OFFICIAL_FORMATS` (``dic-hourglass`` loads DIC's landmark hourglass alone into a DIC).
         path: the released file (``.pth``/``.pt``; ``module.`` prefixes and ``state_dict``/``netG``/``model``
             wrappers are accepted).
         **overrides: build arguments over the release's own (e.g. ``hr_size``); None values are ignored.

@@ -18,9 +18,7 @@ from typing import Any
 from llvfsr.cli import add_source_option_flag, build_source, parse_source_options
 from llvfsr.errors import cli_entry
 from llvfsr.priors.sources import KINDS, source_names
-from llvfsr.priors.sources.vlm_openai import DescriptionAPIError
 from llvfsr.priors.store import DEFAULT_SHARD_SIZE, PriorStore, PriorStoreError
-from llvfsr.priors.text_encoder import TextEncoderError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +123,7 @@ def _print_status(store: PriorStore) -> None:
               f"peak RSS {cost['peak_rss_mib'] or 0:.0f} MiB, CUDA {cost['peak_cuda_mib'] or 0:.0f} MiB")  # fmt: skip
 
 
-@cli_entry(PriorStoreError, TextEncoderError, DescriptionAPIError, ValueError)
+@cli_entry(ValueError)
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 a damaged or mismatched store or a source that cannot load,
     2 bad usage)."""

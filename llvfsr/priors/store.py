@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from llvfsr.errors import UserError
 from llvfsr.priors.text_encoder import pad_tokens
 from llvfsr.priors.types import Priors, TextEmbedding
 
@@ -56,7 +57,7 @@ _COMPRESSED = {"mask", "depth"}
 logger = logging.getLogger(__name__)
 
 
-class PriorStoreError(RuntimeError):
+class PriorStoreError(UserError, RuntimeError):
     """The store on disk is missing, damaged, incomplete or was made for other data."""
 
 
@@ -229,13 +230,7 @@ class PriorStore:
         Raises:
             PriorStoreError: when ``raise_on_error`` and a shard is missing or its checksum differs; names the files.
         """
-        problems = []
-        for field, record in self.manifest["fields"].items():
-            for shard in sorted(record["shards"], key=int):
-                try:
-                    self._read_bytes(field, int(shard))
-                except PriorStoreError as err:
-                    problems.append(str(err))
+        problems = [p for field in self.manifest["fields"] for p in self._shard_problems(field).values()]
         if problems and raise_on_error:
             raise PriorStoreError("damaged prior store:\n" + "\n".join(problems))
         return problems
@@ -243,15 +238,19 @@ class PriorStore:
     def damaged_shards(self, fields: list[str]) -> dict[str, list[str]]:
         """Per field of `fields` that the manifest records: the problems of its shards whose file is missing or
         fails its sha256 (reads every shard; `status` only sees that files exist)."""
-        damaged: dict[str, list[str]] = {}
-        for field in fields:
-            record = self.record(field)
-            for shard in sorted(record["shards"] if record else [], key=int):
-                try:
-                    self._read_bytes(field, int(shard))
-                except PriorStoreError as err:
-                    damaged.setdefault(field, []).append(str(err))
-        return damaged
+        damaged = {field: list(self._shard_problems(field).values()) for field in fields}
+        return {field: problems for field, problems in damaged.items() if problems}
+
+    def _shard_problems(self, field: str) -> dict[str, str]:
+        """Shard key -> what is wrong with it (missing file, sha256 mismatch), for the recorded shards of `field`."""
+        record = self.record(field)
+        problems = {}
+        for shard in sorted(record["shards"] if record else [], key=int):
+            try:
+                self._read_bytes(field, int(shard))
+            except PriorStoreError as err:
+                problems[shard] = str(err)
+        return problems
 
     # --------------------------------------------------------------------------------------------- writing
     def prepare_field(self, field: str, source: dict[str, Any], inputs: dict[str, Any]) -> bool:
@@ -272,16 +271,11 @@ class PriorStore:
 
     def drop_damaged_shards(self, field: str) -> list[int]:
         """Forget the shards of a field whose file is missing or fails its checksum, so `extract` recomputes them."""
-        record = self.record(field)
-        damaged = []
-        for shard in sorted(record["shards"] if record else [], key=int):
-            try:
-                self._read_bytes(field, int(shard))
-            except PriorStoreError as err:
-                logger.warning("%s; it will be recomputed", err)
-                damaged.append(int(shard))
-                del record["shards"][shard]
-        return damaged
+        problems = self._shard_problems(field)
+        for shard, problem in problems.items():
+            logger.warning("%s; it will be recomputed", problem)
+            del self.manifest["fields"][field]["shards"][shard]
+        return [int(shard) for shard in problems]
 
     def discard_field(self, field: str) -> None:
         """Delete a field's shards and record, and those of the embeddings computed from it."""

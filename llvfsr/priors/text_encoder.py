@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from llvfsr.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 CHUNKINGS = ("truncate", "sentences")
@@ -37,7 +39,7 @@ def split_sentences(text: str) -> list[str]:
     return [part.strip() for part in _SENTENCE_END.split(text.strip()) if part.strip()] or [""]
 
 
-class TextEncoderError(RuntimeError):
+class TextEncoderError(UserError, RuntimeError):
     """The text encoder cannot be built as asked (no weights and no permission to use random ones)."""
 
 

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from llvfsr.errors import UserError
 from llvfsr.priors.sources.base import ItemContext, PriorSource
 from llvfsr.priors.sources.face_parser import upsample_lr
 
@@ -29,7 +30,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
-class DescriptionAPIError(RuntimeError):
+class DescriptionAPIError(UserError, RuntimeError):
     """A description request failed for good (non-retryable status, or retries exhausted)."""
 
 
