@@ -118,8 +118,8 @@ def test_override_changes_only_that_attribute():
 
 
 @pytest.mark.parametrize("colour", list(text.EYE_COLOURS))
-def test_iris_fibres_carry_the_stated_colour(colour):
-    """The most changed pixels across eye colours are the fibres, and they move towards the stated colour."""
+def test_iris_sectors_carry_the_stated_colour(colour):
+    """The most changed pixels across eye colours are the vivid sectors, and they move towards the stated colour."""
     variants = {c: render_face(6, 2, overrides={"eye_colour": c}).image.astype(np.float64) for c in text.EYE_COLOURS}
     mean_image = np.mean(list(variants.values()), axis=0)
     deviation = (variants[colour] - mean_image).reshape(-1, 3)

@@ -4,7 +4,7 @@
 geometry: every part is a signed-distance field in face coordinates, so the image (antialiased by a one-pixel
 coverage ramp), the hard label map, the depth map and the 68 landmarks are aligned exactly. The albedo is shaded
 by the normals of the depth map under a random light, and carries texture at several frequencies (skin pores,
-hair strands, iris fibres) so that super-resolution is not trivial.
+hair strands, iris sectors) so that super-resolution is not trivial.
 
 Face coordinates: `u` to the image right, `v` down, in units of the face half-width; the face is rotated,
 translated and scaled into the image. Label sides follow the image: `l_eye`/`l_brow`/`l_ear` are on the image
@@ -26,7 +26,7 @@ from llvfsr.priors.types import MASK_CLASSES
 
 # Bump when the renderer's output changes: it is part of the synthetic dataset's fingerprint, so prior stores
 # extracted from an older renderer are detected as stale.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 EYE_CLASSES = ("eye_g", "l_eye", "r_eye", "l_brow", "r_brow")
 FACE_CLASSES = ("skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
 

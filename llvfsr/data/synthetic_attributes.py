@@ -9,13 +9,13 @@ the pixels where those renders differ are where the attribute lives.
 
 - **Glasses** (none / black / gold / silver frames) and **earrings** (none / gold / silver): nearest render over
   those pixels (sum of squared RGB differences).
-- **Iris colour** (blue / green / brown / grey / amber): the iris is drawn as fibres balanced around one shared
-  mean colour, so its mean is the same for every colour and the fibre positions cannot be known from the LR face.
-  A nearest-render reader is therefore biased (a blurred iris is nearest to the colour whose fibres are nearest the
-  mean). Instead, each pixel of the renders is fitted exactly as ``R_c = A + g * delta_c`` (a colour-neutral
-  iris ``A``, a scalar fibre field ``g``, the colour's fibre-minus-gap vector ``delta_c``), and the reader asks
+- **Iris colour** (blue / green / brown / grey / amber): the iris is drawn as vivid sectors and counter-tinted
+  sectors balanced around one shared mean colour, so its mean is the same for every colour. A nearest-render reader
+  is therefore biased (a blurred iris is nearest to the colour whose vivid sectors are nearest the mean). Instead,
+  each pixel of the renders is fitted exactly as ``R_c = A + g * delta_c`` (a colour-neutral iris ``A``, a scalar
+  pattern field ``g``, the colour's vivid-minus-mean vector ``delta_c``), and the reader asks
   along which colour axis ``delta_c`` the image departs from the neutral iris ``A`` the most (second moment, so
-  fibres anywhere and a uniform tint both count). An HR face reads back its own colour; a blurred one departs
+  the pattern anywhere and a uniform tint both count). An HR face reads back its own colour; a blurred one departs
   along no particular axis.
 
 Readers are calibrated by balanced accuracy (mean of per-class recalls: a reader that always answers one class
@@ -63,7 +63,7 @@ class AttributeReference:
 
 
 def iris_axes() -> np.ndarray:
-    """Unit RGB axis of each eye colour (fibre colour minus the shared iris mean), float [K, 3], in option order."""
+    """Unit RGB axis of each eye colour (vivid colour minus the shared iris mean), float [K, 3], in option order."""
     mean = np.asarray(text.IRIS_MEAN, np.float64)
     axes = np.stack([np.asarray(text.EYE_COLOURS[c], np.float64) - mean for c in ATTRIBUTES["eye_colour"]])
     return axes / np.linalg.norm(axes, axis=1, keepdims=True)
@@ -71,7 +71,7 @@ def iris_axes() -> np.ndarray:
 
 def _neutral_iris(renders: np.ndarray) -> np.ndarray:
     """Per-pixel least-squares fit of ``R_c = A + g * delta_c`` over the K renders; returns A, float [3, h, w]."""
-    # The fibre-minus-gap vector of each colour is parallel to fibre minus the shared mean; the scale goes into g.
+    # Vivid and counter-tinted sectors both depart from the mean along the colour's axis; the scale goes into g.
     mean = np.asarray(text.IRIS_MEAN, np.float64)
     delta = np.stack([np.asarray(text.EYE_COLOURS[c], np.float64) - mean for c in ATTRIBUTES["eye_colour"]]) / 255
     centred_r = renders - renders.mean(0, keepdims=True)  # [K, 3, h, w]

@@ -16,12 +16,22 @@ from llvfsr.priors.types import MASK_CLASSES
 LABEL = {name: i for i, name in enumerate(MASK_CLASSES)}
 EYE_X, EYE_Y, EYE_HALF_W, EYE_HALF_H = 0.42, -0.08, 0.25, 0.12
 IRIS_RADIUS = 0.15  # face units: 4-4.5 % of the image size at the drawn scales
-# Iris fibres: profile clip(FIBRE_OFFSET + FIBRE_GAIN * cos), whose mean over a period is FIBRE_FRACTION.
-FIBRE_OFFSET, FIBRE_GAIN = -0.2, 1.2
-_theta = np.linspace(0.0, 2 * np.pi, 4096, endpoint=False)
-FIBRE_FRACTION = float(np.clip(FIBRE_OFFSET + FIBRE_GAIN * np.cos(_theta), 0.0, 1.0).mean())
-del _theta
+# The iris: a pinwheel of four vivid sectors (the eye colour, VIVID_SHARE of each quarter turn, centred on the face's
+# axes) between sectors tinted the other way, balanced so that its mean colour is the same for every eye colour.
+# Why this pattern (docs/decisions.md, "Controls"): the colour must average away in the LR face, yet a model that
+# reads the colour from the text must be able to know where to draw it. Fine fibres, whose phase the LR face does
+# not show, had an expected colour equal to the shared mean for every eye colour (a pixel loss gains nothing by
+# drawing them); concentric rings leaked the colour into the LR face. The pinwheel's place follows from the iris
+# centre and the face's angle, and its four-fold symmetry cancels in the 8x down-sampling (centred on the diagonals,
+# the lids cut the sectors unevenly and the colour leaked a little).
+PUPIL, LIMBUS = 0.38, 0.75  # in iris radii: the pupil's edge, the start of the limbal darkening
+IRIS_SECTORS, VIVID_SHARE = 4, 0.35
 MOUTH_Y = 0.68
+
+
+def _limbal_darkening(r: np.ndarray) -> np.ndarray:
+    """Factor by which the limbal ring darkens the iris at radius `r` (in iris radii)."""
+    return 1.0 - 0.45 * np.clip((r - LIMBUS) / (1.0 - LIMBUS), 0.0, 1.0)
 
 
 def _noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -234,22 +244,20 @@ def _head_depth(u, v, q):
 
 
 def _eye_colour_map(attrs: dict, geo: dict, du, dv, t, px: float) -> np.ndarray:
-    """Sclera, iris (fibres balanced around a shared mean colour), pupil, highlight and lash line of one eye."""
+    """Sclera, iris (vivid and counter-tinted sectors balanced around one mean colour), pupil, glint and lashes."""
     sclera = _rgb((236, 232, 226)) * (1.0 - 0.3 * (1.0 - t))[..., None]
     gx, gy = geo["gaze"]
     iu, iv = du - gx, dv - gy
     r = np.sqrt(iu**2 + iv**2)
-    fibres = max(8, int(round(2 * np.pi * IRIS_RADIUS * px / 3.0)))  # ~3 px period at the iris rim
-    phase = np.arctan2(iv, iu) / (2 * np.pi) * fibres + 0.35 * np.sin(r * 40.0)
-    fibre_rgb, gap_rgb = text.iris_palette(attrs["eye_colour"], FIBRE_FRACTION)
-    profile = np.clip(FIBRE_OFFSET + FIBRE_GAIN * np.cos(2 * np.pi * phase), 0.0, 1.0)
-    # near the pupil the fibres would be finer than a pixel (aliasing breaks the balance): a flat collarette
-    profile = np.where(r < 0.55 * IRIS_RADIUS, FIBRE_FRACTION, profile)
-    iris = (gap_rgb + profile[..., None] * (fibre_rgb - gap_rgb)) / 255.0
-    # the limbal ring darkens fibres and gaps alike, so the local mean stays the same for every eye colour
-    iris = iris * (1.0 - 0.45 * np.clip((r / IRIS_RADIUS - 0.75) / 0.25, 0.0, 1.0))[..., None]
+    vivid_rgb, other_rgb = text.iris_palette(attrs["eye_colour"], VIVID_SHARE)
+    turns = (np.arctan2(iv, iu) / (2 * np.pi) * IRIS_SECTORS) % 1.0
+    from_centre = np.minimum(turns, 1.0 - turns)  # angular distance to the nearest vivid sector's centre, in periods
+    edge = (from_centre - VIVID_SHARE / 2) * (2 * np.pi / IRIS_SECTORS) * r  # face units, negative inside
+    vivid = _smooth_ramp(edge * px)[..., None]
+    # the limbal ring darkens every sector alike, so the iris mean is the same for every eye colour
+    iris = (other_rgb + vivid * (vivid_rgb - other_rgb)) / 255.0 * _limbal_darkening(r / IRIS_RADIUS)[..., None]
     out = sclera + _smooth_ramp((r - IRIS_RADIUS) * px)[..., None] * (iris - sclera)
-    out = out + _smooth_ramp((r - 0.38 * IRIS_RADIUS) * px)[..., None] * (_rgb((14, 11, 11)) - out)
+    out = out + _smooth_ramp((r - PUPIL * IRIS_RADIUS) * px)[..., None] * (_rgb((14, 11, 11)) - out)
     glint = np.sqrt((iu + 0.3 * IRIS_RADIUS) ** 2 + (iv + 0.35 * IRIS_RADIUS) ** 2) - 0.035
     out = out + _smooth_ramp(glint * px)[..., None] * (1.0 - out)
     top = -EYE_HALF_H * t

@@ -21,7 +21,7 @@ HAIR_COLOURS: dict[str, RGB] = {
     "blond": (200, 166, 104), "red": (164, 74, 38), "grey": (150, 148, 146), "white": (218, 216, 210),
 }  # fmt: skip
 HAIR_STYLES = ("short", "long", "bangs", "bald")
-# Iris colours: the vivid colour of the iris fibres. The iris is rendered so that its local mean colour is the
+# Iris colours: the vivid colour of the iris sectors. The iris is rendered so that its local mean colour is the
 # same for every eye colour (see `iris_palette`), so the colour averages away in the LR image.
 EYE_COLOURS: dict[str, RGB] = {
     "blue": (40, 110, 230), "green": (40, 170, 70), "brown": (150, 80, 30), "grey": (175, 180, 190),
@@ -138,16 +138,16 @@ def make_description(attrs: dict, rng: np.random.Generator) -> str:
     return " ".join(sentences)
 
 
-def iris_palette(eye_colour: str, fibre_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fibre and gap colours of an iris, float RGB in [0, 255].
+def iris_palette(eye_colour: str, vivid_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vivid and counter-tinted colours of an iris, float RGB in [0, 255].
 
-    The fibres carry the vivid eye colour; the gaps are tinted the other way, so that an area-weighted average
-    over fibres and gaps is `IRIS_MEAN` for every eye colour. The 8x antialiased down-sampling averages over
-    many fibres, so the LR image holds (almost) nothing of the eye colour, while the HR iris differs strongly.
+    The vivid sectors carry the eye colour; the others are tinted the other way, so that an area-weighted average
+    over both is `IRIS_MEAN` for every eye colour. The 8x antialiased down-sampling averages over the whole
+    pinwheel, so the LR image holds (almost) nothing of the eye colour, while the HR iris differs strongly.
     """
     mean = np.asarray(IRIS_MEAN, np.float64)
-    fibre = np.asarray(EYE_COLOURS[eye_colour], np.float64)
-    gap = mean - (fibre - mean) * fibre_fraction / (1.0 - fibre_fraction)
-    if gap.min() < 0 or gap.max() > 255:
-        raise ValueError(f"iris colour {eye_colour!r} cannot be balanced around {IRIS_MEAN} at {fibre_fraction}")
-    return fibre, gap
+    vivid = np.asarray(EYE_COLOURS[eye_colour], np.float64)
+    other = mean - (vivid - mean) * vivid_share / (1.0 - vivid_share)
+    if other.min() < 0 or other.max() > 255:
+        raise ValueError(f"iris colour {eye_colour!r} cannot be balanced around {IRIS_MEAN} at {vivid_share}")
+    return vivid, other
