@@ -2,7 +2,9 @@
 
 One row per variant x counterfactual, mean ± std over seeds: PSNR / SSIM change against the same checkpoints on
 the true priors, iris-colour balanced accuracy (chance 0.20) and the hallucination rate of the text edits (how
-often the SR face shows the iris colour the wrong text states).
+often the SR face shows the iris colour the wrong text states), and on the true priors of a model that reads the
+description its colour response (`llvfsr.counterfactual.colour_response`: the fraction of the stated iris colour it
+draws when only the description changes; 0 when it ignores the text).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ COLUMNS = {  # metric -> column title
     "delta_psnr": "ΔPSNR (dB)",
     "delta_ssim": "ΔSSIM",
     "test_attr_eye_colour_bacc": "iris bacc",
+    "test_colour_response": "colour resp.",
     "test_hallucination_eye_colour": "iris halluc.",
     "test_hallucination_glasses": "frames halluc.",
 }

@@ -12,7 +12,9 @@ Counterfactuals (a model is only given those on priors it reads):
 - ``mask:shift``: the label map moved by 1/32 of the image (2 px at 64 px) right and down;
 - ``mask:erode``: every region's boundary (a band of 1/32 of the image) relabelled background;
 - ``depth:noise``: Gaussian noise of standard deviation 0.1 added to the depth, clipped to [0, 1];
-- ``blank:<prior>``: the prior carries nothing: background mask, zero depth, or the embedding of an empty text.
+- ``blank:<prior>``: the prior carries nothing: background mask, zero depth, or the embedding of an empty text;
+- ``withhold:<prior>`` / ``withhold:all``: for a model trained with prior dropout, the prior switched off
+  (`Priors.withheld`: its branch adds nothing), the one-model counterpart of the architectural ablations.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from llvfsr.config import DataConfig
 from llvfsr.data.loading import SplitData, open_split
 from llvfsr.data.synthetic_attributes import ATTRIBUTES
+from llvfsr.models.lvpfb import BRANCHES
 from llvfsr.priors.types import TextEmbedding
 
 NONE = "none"
@@ -170,9 +173,29 @@ REWRITES: dict[str, tuple[str, Callable[[_Split], tuple[SplitData, dict]]]] = {
 }
 
 
-def counterfactual_names(reads: set[str]) -> list[str]:
-    """The reference and the counterfactuals on the priors a model `reads`, in order."""
-    return [NONE] + [name for name, (prior, _) in REWRITES.items() if prior in reads]
+def _withhold(priors: tuple[str, ...]) -> Callable[[_Split], tuple[SplitData, dict]]:
+    def rewrite(split: _Split) -> tuple[SplitData, dict]:
+        withheld = torch.zeros(len(split.data), len(BRANCHES), dtype=torch.bool, device=split.data.hr.device)
+        withheld[:, [BRANCHES.index(p) for p in priors]] = True
+        return _with(split, withheld=withheld), {}
+
+    return rewrite
+
+
+# a model trained with prior dropout: each prior withheld in turn, then all of them
+WITHHOLDS: dict[str, tuple[tuple[str, ...], Callable[[_Split], tuple[SplitData, dict]]]] = {
+    **{f"withhold:{p}": ((p,), _withhold((p,))) for p in BRANCHES},
+    "withhold:all": (BRANCHES, _withhold(BRANCHES)),
+}
+
+
+def counterfactual_names(reads: set[str], withholds: bool = False) -> list[str]:
+    """The reference and the counterfactuals on the priors a model `reads`, in order; with `withholds` (a model
+    trained with prior dropout), also each prior it reads withheld, and all of them."""
+    names = [NONE] + [name for name, (prior, _) in REWRITES.items() if prior in reads]
+    if withholds:
+        names += [name for name, (priors, _) in WITHHOLDS.items() if set(priors) <= reads]
+    return names
 
 
 def counterfactuals(data: SplitData, config: DataConfig, names: list[str], seed: int = 0) -> list[Counterfactual]:
@@ -184,7 +207,11 @@ def counterfactuals(data: SplitData, config: DataConfig, names: list[str], seed:
             if name == NONE:
                 out.append(Counterfactual(NONE, None, data, {}))
                 continue
-            prior, rewrite = REWRITES[name]
+            if name in WITHHOLDS:
+                priors, rewrite = WITHHOLDS[name]
+                prior = priors[0] if len(priors) == 1 else "all"
+            else:
+                prior, rewrite = REWRITES[name]
             rewritten, stated = rewrite(split)
             out.append(Counterfactual(name, prior, rewritten, stated))
     finally:
@@ -204,26 +231,73 @@ def hallucination_rates(frame, stated: dict[str, list[str | None]]) -> dict[str,
     return rates
 
 
+def _under_colours(model, data: SplitData, config: DataConfig, scale: int, indices: list[int]):
+    """SR of test faces `indices` under a description stating each iris colour in turn (the LR and every other
+    prior unchanged): (SR float [n, K, 3, H, W], LR float [n, 3, h, w], HR float [n, 3, H, W], true colours)."""
+    from llvfsr.train import make_lr
+
+    colours = ATTRIBUTES["eye_colour"]
+    split = _Split(data, config, seed=0)
+    try:
+        views, lrs, hrs, truths = [], [], [], []
+        for index in indices:
+            hr, priors = data.batch(torch.full((len(colours),), index, device=data.hr.device))
+            texts = [split.description_stating(index, colour) for colour in colours]
+            priors = replace(priors, description=split.encode(texts, priors.description))  # float, as batch() gives
+            lr = make_lr(hr, scale)
+            with torch.no_grad():
+                views.append(model(lr, priors).float().clamp(0, 1).cpu())
+            lrs.append(lr[0].cpu())
+            hrs.append(hr[0].cpu())
+            truths.append(split.dataset.exact_priors(index).attributes["eye_colour"])
+    finally:
+        split.close()
+    return torch.stack(views), torch.stack(lrs), torch.stack(hrs), truths
+
+
+def colour_response(model, data: SplitData, config: DataConfig, scale: int, count: int = 16) -> float:
+    """The fraction of the iris-colour difference the model draws when only its description's colour changes.
+
+    For each of the first `count` test faces, the model super-resolves the same LR face under a description stating
+    each colour in turn, and the generator renders the HR face in each colour. With d_SR and d_HR each version minus
+    the face's mean over the five versions, the response is sum <d_SR, d_HR> / sum |d_HR|^2 over all faces: 1 for a
+    model that draws the stated colour exactly, 0 for one that ignores it, in between for a partial move. Unlike a
+    classifier's accuracy it is linear, so it sees a small effect and cannot be fooled by a shared departure."""
+    from llvfsr.data.synthetic import render_face
+
+    indices = list(range(min(count, len(data))))
+    sr, _, _, _ = _under_colours(model, data, config, scale, indices)
+    dataset = open_split(config, "test")
+    colours = ATTRIBUTES["eye_colour"]
+    hr = (
+        torch.stack(
+            [
+                torch.stack(
+                    [
+                        torch.from_numpy(
+                            render_face(dataset.family_seed, i, dataset.hr_size, {"eye_colour": c}, dataset.zoom).image
+                        )
+                        for c in colours
+                    ]
+                )
+                for i in indices
+            ]
+        )
+        .permute(0, 1, 4, 2, 3)
+        .double()
+        / 255
+    )  # [n, K, 3, H, W]
+    d_sr, d_hr = sr.double() - sr.double().mean(1, keepdim=True), hr - hr.mean(1, keepdim=True)
+    return float((d_sr * d_hr).sum() / (d_hr * d_hr).sum())
+
+
 def render_under_colours(model, data: SplitData, config: DataConfig, scale: int, index: int = 0) -> dict:
     """Test face `index` super-resolved under a description stating each iris colour in turn.
 
     Returns:
         {"lr": float [3,h,w], "hr": float [3,H,W], "true": its colour, <colour>: SR float [3,H,W] per colour}.
     """
-    from llvfsr.train import make_lr
-
-    split = _Split(data, config, seed=0)
-    colours = ATTRIBUTES["eye_colour"]
-    hr, priors = data.batch(torch.full((len(colours),), index, device=data.hr.device))
-    try:
-        texts = [split.description_stating(index, colour) for colour in colours]
-        priors = replace(priors, description=split.encode(texts, priors.description))  # float, as batch() gives
-        true = split.dataset.exact_priors(index).attributes["eye_colour"]
-    finally:
-        split.close()
-    lr = make_lr(hr, scale)
-    with torch.no_grad():
-        sr = model(lr, priors).float().clamp(0, 1).cpu()
-    out = {"lr": lr[0].cpu(), "hr": hr[0].cpu(), "true": true}
-    out.update({colour: sr[k] for k, colour in enumerate(colours)})
+    sr, lr, hr, truths = _under_colours(model, data, config, scale, [index])
+    out = {"lr": lr[0], "hr": hr[0], "true": truths[0]}
+    out.update({colour: sr[0, k] for k, colour in enumerate(ATTRIBUTES["eye_colour"])})
     return out

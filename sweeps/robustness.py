@@ -60,7 +60,7 @@ def _existing(mlflow_client, experiment_id: str, parent: str) -> dict[tuple[str,
 def evaluate_trial(run, args, mlflow_client, experiment_id: str, parent: str, done: dict) -> int:
     """Evaluate every applicable counterfactual of one trial's model; returns how many runs it logged."""
     from llvfsr.config import resolve_train
-    from llvfsr.counterfactual import counterfactual_names, counterfactuals, hallucination_rates
+    from llvfsr.counterfactual import colour_response, counterfactual_names, counterfactuals, hallucination_rates
     from llvfsr.data.loading import load_split
     from llvfsr.evaluate import evaluate_split
     from llvfsr.train import required_fields
@@ -73,7 +73,8 @@ def evaluate_trial(run, args, mlflow_client, experiment_id: str, parent: str, do
     device = torch.device(args.device)
     config, model = _load_model(checkpoint, device)
     reads = set(getattr(model, "required_priors", ()))
-    wanted = counterfactual_names(reads)
+    dropout = config.train.prior_dropout > 0 and getattr(model, "accepts_withheld_priors", False)
+    wanted = counterfactual_names(reads, withholds=dropout)
     if args.only:
         wanted = [n for n in wanted if n == "none" or n in args.only.split(",")]
     todo = [
@@ -91,6 +92,8 @@ def evaluate_trial(run, args, mlflow_client, experiment_id: str, parent: str, do
             frame = pd.read_csv(Path(folder) / "per_image.csv")
             if cf.name == "none":
                 reference = summary
+                if "description" in reads:  # how much of the stated iris colour it draws (1: all, 0: ignores it)
+                    summary["test_colour_response"] = colour_response(model, data, config.data, config.data.scale)
             summary.update({f"test_{k}": v for k, v in hallucination_rates(frame, cf.stated).items()})
             if reference is not None:
                 summary["delta_psnr"] = summary["test_psnr"] - reference["test_psnr"]

@@ -9,13 +9,16 @@ from tiny import tiny_synthetic_data
 
 from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from llvfsr.counterfactual import (
+    colour_response,
     counterfactual_names,
     counterfactuals,
     hallucination_rates,
     next_colour,
 )
 from llvfsr.data.datasets import SyntheticFaces
-from llvfsr.data.loading import ensure_priors, load_split
+from llvfsr.data.loading import ensure_priors, load_split, make_text_encoder
+from llvfsr.data.synthetic import render_face
+from llvfsr.data.synthetic_attributes import ATTRIBUTES
 from llvfsr.tracking import client, ensure_experiment
 
 FIELDS = {"mask", "depth", "caption", "description"}
@@ -38,6 +41,20 @@ def test_every_counterfactual_is_built_for_the_priors_a_model_reads(rewritten):
     _, by_name = rewritten
     assert list(by_name) == counterfactual_names(FIELDS)
     assert counterfactual_names({"mask"}) == ["none", "mask:shift", "mask:erode", "blank:mask"]
+
+
+def test_a_prior_dropout_model_is_also_given_each_prior_withheld(rewritten, data_config):
+    data, _ = rewritten
+    names = counterfactual_names({"mask", "description"}, withholds=True)
+    assert names[-2:] == ["withhold:mask", "withhold:description"]
+    assert "withhold:all" not in names  # the model reads only two of the four priors
+    full = counterfactual_names(FIELDS, withholds=True)
+    assert full[-5:] == ["withhold:mask", "withhold:depth", "withhold:caption", "withhold:description", "withhold:all"]
+    built = {cf.name: cf for cf in counterfactuals(data, data_config, ["withhold:depth", "withhold:all"])}
+    depth_only = built["withhold:depth"].data.priors.withheld
+    assert depth_only[:, 1].all() and not depth_only[:, [0, 2, 3]].any()
+    assert built["withhold:all"].data.priors.withheld.all() and built["withhold:all"].prior == "all"
+    assert torch.equal(built["withhold:depth"].data.priors.depth, data.priors.depth)  # the values stay
 
 
 def test_rewrites_change_only_their_prior(rewritten):
@@ -66,6 +83,41 @@ def test_colour_edit_states_the_next_colour_and_changes_only_that_text(rewritten
     assert edit.stated["eye_colour"] == [next_colour(c) for c in truth]
     assert not torch.equal(edit.data.priors.description.tokens, data.priors.description.tokens)
     assert torch.equal(edit.data.priors.caption.tokens, data.priors.caption.tokens)
+
+
+class ColourOracle:
+    """A stand-in model that knows each face's five HR colour versions and which colour its description states
+    (nearest of the five encoded descriptions); it draws `blend` of the way from the colour-blind average (the mean
+    of the five versions) to the stated version, or to the version after it with `shift`."""
+
+    def __init__(self, data, config: DataConfig, blend: float, shift: int = 0):
+        faces = SyntheticFaces("test", len(data), hr_size=config.hr_size)
+        colours = ATTRIBUTES["eye_colour"]
+        encoder = make_text_encoder(config)
+        self.masks, self.blend, self.shift, self.versions, self.texts = data.priors.mask, blend, shift, [], []
+        for i in range(len(data)):
+            renders = [render_face(faces.family_seed, i, config.hr_size, {"eye_colour": c}) for c in colours]
+            self.versions.append(torch.from_numpy(np.stack([r.image for r in renders])).permute(0, 3, 1, 2) / 255)
+            self.texts.append(encoder.encode([r.description for r in renders])[0].float())
+        encoder.close()
+
+    def __call__(self, lr, priors):
+        face = int((priors.mask[:1] != self.masks).flatten(1).sum(1).argmin())  # which test face this batch shows
+        versions, texts = self.versions[face], self.texts[face]
+        stated = torch.cdist(priors.description.tokens.flatten(1), texts.flatten(1)).argmin(1)
+        drawn = versions[(stated + self.shift) % len(versions)]
+        average = versions.mean(0, keepdim=True)
+        return average + self.blend * (drawn - average)
+
+
+def test_colour_response_is_the_fraction_of_the_stated_colour_drawn(rewritten, data_config):
+    """1 for a model that draws the stated colour, its blend for a partial move, 0 when the text is ignored, and
+    negative-to-small for one that draws another colour: the instrument of the positive control."""
+    data, _ = rewritten
+    assert colour_response(ColourOracle(data, data_config, 1.0), data, data_config, 8, count=3) == pytest.approx(1.0)
+    assert colour_response(ColourOracle(data, data_config, 0.3), data, data_config, 8, count=3) == pytest.approx(0.3)
+    assert colour_response(ColourOracle(data, data_config, 0.0), data, data_config, 8, count=3) == pytest.approx(0.0)
+    assert colour_response(ColourOracle(data, data_config, 1.0, shift=1), data, data_config, 8, count=3) < 0.5
 
 
 def test_hallucination_rate_counts_faces_showing_the_stated_value():
