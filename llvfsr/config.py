@@ -57,6 +57,7 @@ class TrainConfig:
     eps: float = 1e-8  # Adam epsilon
     loss: str | None = None  # pixel loss "l1" or "l2"; None = the model's paper setting, else l1
     aux_weight: float = 1.0  # weight of auxiliary losses (FSRNet/DIC landmark and parsing heads)
+    prior_dropout: float = 0.0  # LLV-FSR: each prior of each training face withheld with this probability
     max_steps_per_epoch: int | None = None  # cap steps per epoch (quick runs)
     val_every: int = 1  # validate every N epochs
     val_max: int = 64  # images used for periodic validation

@@ -26,6 +26,7 @@ from llvfsr.errors import UsageError, cli_entry
 from llvfsr.evaluate import evaluate_split
 from llvfsr.memory import check_batch_fits, free_memory, probe_step_memory
 from llvfsr.models import build, get_entry
+from llvfsr.models.lvpfb import BRANCHES
 from llvfsr.models.official import OFFICIAL_FORMAT, OFFICIAL_PATH, load_official, official_format, official_in
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,13 @@ def make_autocast(tcfg, device: torch.device) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def train_batch(data: SplitData, index: Tensor, scale: int, channels_last: bool):
-    """(LR, HR, priors) of the faces at `index`, as a train step takes them (LR degraded here, on the device)."""
+def train_batch(data: SplitData, index: Tensor, scale: int, channels_last: bool, prior_dropout: float = 0.0):
+    """(LR, HR, priors) of the faces at `index`, as a train step takes them (LR degraded here, on the device); with
+    `prior_dropout`, each of a face's four LLV-FSR priors is withheld with that probability (`Priors.withheld`)."""
     hr, priors = data.batch(index)
+    if prior_dropout > 0:
+        withheld = torch.rand(len(index), len(BRANCHES), device=hr.device) < prior_dropout
+        priors = dataclasses.replace(priors, withheld=withheld)
     lr = make_lr(hr, scale)
     if channels_last:
         hr, lr = hr.contiguous(memory_format=torch.channels_last), lr.contiguous(memory_format=torch.channels_last)
@@ -132,7 +137,7 @@ def check_memory(core: nn.Module, autocast, tcfg, data: SplitData, config: Exper
         return
     # Two faces, not one: batch norm over a 1x1 map needs more than one value per channel (FSRNet, DIC at small sizes).
     index = torch.arange(min(2, batch, len(data)), device=data.hr.device)
-    lr, hr, priors = train_batch(data, index, config.data.scale, tcfg.channels_last)
+    lr, hr, priors = train_batch(data, index, config.data.scale, tcfg.channels_last, tcfg.prior_dropout)
     memory = probe_step_memory(
         core, lambda optimizer, *batch_: train_step(core, core, optimizer, autocast, tcfg, *batch_), lr, hr, priors
     )
@@ -180,6 +185,13 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
     # Model first: the prior fields to load depend on the branches it was built with.
     trained = trains(config)
     model = build_model(config).to(device)
+    if trained and not 0.0 <= tcfg.prior_dropout < 1.0:
+        raise UsageError(f"--prior-dropout {tcfg.prior_dropout}: give a probability in [0, 1)")
+    if trained and tcfg.prior_dropout > 0 and not getattr(model, "accepts_withheld_priors", False):
+        raise UsageError(
+            f"--prior-dropout {tcfg.prior_dropout}: {config.model.name} cannot withhold its priors per face "
+            "(prior dropout is for LLV-FSR with its LVPFB fusion)"
+        )
     fields = required_fields(model, config.model.name)
     train_data = load_split(config.data, "train", fields, device)
     # Validation faces are held out from the tail of the train split (the test split is never looked at).
@@ -238,7 +250,7 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
         running = torch.zeros((), device=device)
         for step in range(steps):
             index = order[step * per_rank * world_size :][rank * per_rank : (rank + 1) * per_rank]
-            lr, hr, priors = train_batch(train_data, index, scale, tcfg.channels_last)
+            lr, hr, priors = train_batch(train_data, index, scale, tcfg.channels_last, tcfg.prior_dropout)
             running += train_step(core, forward, optimizer, autocast, tcfg, lr, hr, priors)  # no host sync
         metrics = {
             **warm_up,

@@ -21,6 +21,7 @@ class Variant:
     model: str  # registry name
     overrides: tuple[tuple[str, object], ...] = ()  # architecture overrides for this variant
     data: tuple[tuple[str, object], ...] = ()  # DataConfig changes for this variant (e.g. another prior source)
+    train: tuple[tuple[str, object], ...] = ()  # TrainConfig changes for this variant (e.g. prior dropout)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,12 @@ def _controls() -> tuple[Variant, ...]:
     )
 
 
+def _dropout() -> tuple[Variant, ...]:
+    """One LLV-FSR trained with prior dropout (any subset of its priors at inference: `sweeps/robustness.py`
+    withholds each in turn) beside the architectural ablations it stands in for."""
+    return (Variant("llvfsr+prior-dropout", "llvfsr", train=(("prior_dropout", 0.5),)), *_ablation())
+
+
 def _table1() -> tuple[Variant, ...]:
     baselines = [name for name in list_models() if not name.startswith("llvfsr")]
     return tuple(Variant(name, name) for name in ["llvfsr", *baselines])
@@ -80,6 +87,11 @@ GRIDS: dict[str, Grid] = {
             "faces zoomed on the eyes; read back by the attribute readers)",
             _controls(),
             preset="control",
+        ),
+        Grid(
+            "dropout",
+            "LLV-FSR trained with prior dropout 0.5, beside the Table 2 / Fig. 9 ablations (then sweeps/robustness.py)",
+            _dropout(),
         ),
         Grid("table1", "Table 1: LLV-FSR, the seven baselines and bicubic at x8 and x16", _table1(), scales=(8, 16)),
         Grid(

@@ -49,7 +49,7 @@ def experiment_for(ctx: SweepContext, params: dict, trial_id: str) -> tuple[Vari
     overrides.update(dict(variant.overrides))
     if "width" in params:
         overrides["width"] = params["width"]
-    train_changes = {"seed": params.get("seed", ctx.base.train.seed)}
+    train_changes = {**dict(variant.train), "seed": params.get("seed", ctx.base.train.seed)}
     for key in ("lr", "batch_size"):
         if key in params:
             train_changes[key] = params[key]

@@ -1,5 +1,7 @@
 """LLV-FSR and its ablation variants: every registered variant builds and trains; ablations really lack their branch."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -128,3 +130,27 @@ def test_window_transformer_option_and_bad_values():
         build("llvfsr", scale=8, transformer="bogus", **TINY)
     with pytest.raises(KeyError, match="registered models"):
         build("no-such-model")
+
+
+def test_a_withheld_prior_reaches_nothing_and_a_kept_one_still_does():
+    """Prior dropout's switch: for a face whose mask is withheld the output ignores the mask; the other face still
+    reads it; withholding nothing is the plain model; Model 2's concatenation refuses the switch."""
+    torch.manual_seed(0)
+    model = build("llvfsr", scale=8, **TINY).eval()
+    lr, priors = torch.rand(2, 3, 4, 4), make_priors(2, 32)
+    other = dataclasses.replace(
+        priors, mask=torch.randint(0, 19, (2, 32, 32), generator=torch.Generator().manual_seed(9))
+    )
+    withheld = torch.tensor([[True, False, False, False], [False, False, False, False]])  # face 0: no mask
+    with torch.no_grad():
+        plain = model(lr, priors)
+        a = model(lr, dataclasses.replace(priors, withheld=withheld))
+        b = model(lr, dataclasses.replace(other, withheld=withheld))
+        nothing = model(lr, dataclasses.replace(priors, withheld=torch.zeros(2, 4, dtype=torch.bool)))
+    assert torch.equal(nothing, plain)
+    assert torch.allclose(a[0], b[0], atol=1e-6)  # face 0 ignores its mask
+    assert (a[1] - b[1]).abs().max() > 1e-3  # face 1 still reads it
+    assert (a[0] - plain[0]).abs().max() > 1e-3  # and withholding changed face 0
+    model2 = build("llvfsr-model2", scale=8, **TINY)
+    with pytest.raises(ValueError, match="cannot withhold"):
+        model2(lr, dataclasses.replace(priors, withheld=withheld))

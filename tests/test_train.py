@@ -13,6 +13,7 @@ from llvfsr.checkpoint import CheckpointMismatch, load_checkpoint
 from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from llvfsr.data.datasets import SyntheticFaces
 from llvfsr.data.loading import ensure_priors
+from llvfsr.errors import UsageError
 from llvfsr.metrics import psnr
 from llvfsr.train import TrainHooks, build_model, main, required_fields, train
 
@@ -233,3 +234,29 @@ def test_sr_cli_super_resolves_with_priors_extracted_on_the_fly(data, tmp_path, 
     with pytest.raises(SystemExit) as error:
         sr_main([*args[:2], "--input", str(tmp_path / "missing.png"), "--output", "x.png"])
     assert error.value.code == 2
+
+
+def test_prior_dropout_trains_llvfsr_withholding_priors_and_refuses_other_models(data, tmp_path, monkeypatch):
+    """With --prior-dropout the train step withholds about that share of the priors (face by face); a model that
+    cannot withhold them (a baseline, Model 2) is refused with the flag named."""
+    import llvfsr.train as train_module
+
+    seen = []
+    original = train_module.train_batch
+
+    def spy(*args, **kwargs):
+        lr, hr, priors = original(*args, **kwargs)
+        seen.append(priors.withheld)
+        return lr, hr, priors
+
+    monkeypatch.setattr(train_module, "train_batch", spy)
+    config = experiment(data, tmp_path / "dropout", epochs=2)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, prior_dropout=0.5))
+    summary = train(config)
+    withheld = torch.cat([w for w in seen if w is not None])
+    assert withheld.shape[1] == 4 and len(withheld) >= 16 and 0.2 < withheld.float().mean() < 0.8
+    assert 10 < summary["test_psnr"] < 60
+    for model in ("srcnn", "llvfsr-model2"):
+        refused = dataclasses.replace(config, model=ModelConfig(model, ()), out_dir=str(tmp_path / model))
+        with pytest.raises(UsageError, match="--prior-dropout 0.5"):
+            train(refused)

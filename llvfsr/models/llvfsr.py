@@ -85,6 +85,11 @@ class LLVFSR(nn.Module):
     def required_priors(self) -> frozenset[str]:
         return frozenset(self.branches)
 
+    @property
+    def accepts_withheld_priors(self) -> bool:
+        """Whether `Priors.withheld` can switch its priors off per face (prior dropout): the LVPFB fusion only."""
+        return self.fusion == "lvpfb"
+
     def _check_priors(self, priors: Priors | None) -> None:
         missing = [name for name in self.branches if priors is None or getattr(priors, name) is None]
         if missing:
@@ -106,10 +111,18 @@ class LLVFSR(nn.Module):
             depth_features = self.depth_encoder(F.pixel_unshuffle(priors.depth.to(x.dtype), self.body_down))
         caption = priors.caption if "caption" in self.branches else None
         description = priors.description if "description" in self.branches else None
+        keep = None
+        if priors is not None and priors.withheld is not None and self.fusions is not None:
+            if not self.accepts_withheld_priors:
+                raise ValueError(f"fusion={self.fusion!r} cannot withhold priors per face (LVPFB only)")
+            keep = (~priors.withheld).to(x.dtype)
         features = x
         for i, block in enumerate(self.blocks):
             if self.fusions is not None:
-                features = self.fusions[i](features, mask_features, depth_features, caption, description)
+                if keep is None:
+                    features = self.fusions[i](features, mask_features, depth_features, caption, description)
+                else:
+                    features = self.fusions[i](features, mask_features, depth_features, caption, description, keep)
             features = block(features)
         residual = F.pixel_shuffle(self.reconstructor(features + x), self.body_down)
         return base + residual

@@ -9,6 +9,8 @@ stream) is written back to the pixels with the same attention weights, transpose
 pixels a token attended to receive what that token read and says. ``des_query="image"`` switches to the usual
 form (pixel queries, text keys / values).
 The four results are concatenated with the LR features, fused by a 1x1 convolution, and added to the input.
+A prior withheld for a face (prior dropout, `Priors.withheld`) has its branch's result zeroed for that face, so the
+fusion sees what an architecture without that branch would add: nothing.
 """
 
 from __future__ import annotations
@@ -121,16 +123,18 @@ class LVPFB(nn.Module):
         depth_features: Tensor | None,
         caption: TextEmbedding | None,
         description: TextEmbedding | None,
+        keep: Tensor | None = None,
     ) -> Tensor:
+        """`keep`: float [B, 4] in `BRANCHES` order, 1 where a face's prior is used and 0 where it is withheld."""
         parts = [x]
-        if self.seg is not None:
-            parts.append(self.seg(x, mask_features))
-        if self.dep is not None:
-            parts.append(self.dep(x, depth_features))
-        if self.cap is not None:
-            parts.append(self.cap(x, caption))
-        if self.des is not None:
-            parts.append(self.des(x, description))
+        branches = {"mask": (self.seg, mask_features), "depth": (self.dep, depth_features),
+                    "caption": (self.cap, caption), "description": (self.des, description)}  # fmt: skip
+        for name in self.branches:
+            attention, prior = branches[name]
+            part = attention(x, prior)
+            if keep is not None:
+                part = part * keep[:, BRANCHES.index(name), None, None, None]
+            parts.append(part)
         return x + self.fuse(torch.cat(parts, dim=1))
 
 

@@ -50,6 +50,9 @@ class Priors:
         description: CLIP embedding of the long description (GPT-4 in the paper).
         landmarks: 68 facial landmarks in HR pixel coordinates (x, y), float [B, 68, 2]; a training target
             for the baselines with landmark heads (FSRNet, DIC), never an LLV-FSR input.
+        withheld: bool [B, 4], True where a face's prior is withheld from LLV-FSR (its branch contributes nothing
+            for that face), columns in the order mask, depth, caption, description (`llvfsr.models.lvpfb.BRANCHES`).
+            Prior dropout draws it in training (`TrainConfig.prior_dropout`); a test withholds a subset with it.
     """
 
     mask: Tensor | None = None
@@ -57,6 +60,7 @@ class Priors:
     caption: TextEmbedding | None = None
     description: TextEmbedding | None = None
     landmarks: Tensor | None = None
+    withheld: Tensor | None = None
 
     def map(self, fn) -> Priors:
         """Apply `fn` to every tensor (e.g. `.to(device)` or indexing), keeping absent fields absent."""
