@@ -8,7 +8,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from skimage import data as skdata
 
-from llvfsr.data.degrade import degrade_bicubic, to_float, to_uint8, upsample_bicubic
+from llvfsr.data.degrade import degradation_matrix, degrade_bicubic, to_float, to_uint8, upsample_bicubic
 
 
 def _square_256(img: np.ndarray) -> np.ndarray:
@@ -121,3 +121,15 @@ def test_degrade_on_gpu_matches_cpu():
     gpu = degrade_bicubic(hr.cuda(), 16)
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize(("size", "scale"), [(64, 8), (64, 16), (96, 8)])
+def test_degradation_matrix_is_the_degradation(size, scale):
+    """A X A^T per channel equals degrade_bicubic(X) (no clipping inside [0, 1]); used to hide what the LR must
+    not show (`llvfsr.data.synthetic.hide_from_lr`)."""
+    a = degradation_matrix(size, scale)
+    x = torch.rand(2, 3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    assert a.shape == (size // scale, size)
+    torch.testing.assert_close(torch.einsum("ij,bcjk,lk->bcil", a, x, a), degrade_bicubic(x, scale), atol=1e-12, rtol=0)
+    with pytest.raises(ValueError, match="not divisible"):
+        degradation_matrix(60, 8)

@@ -46,6 +46,16 @@ def degrade_bicubic(hr: Tensor, scale: int) -> Tensor:
     return lr.clamp_(0.0, 1.0)
 
 
+def degradation_matrix(size: int, scale: int) -> Tensor:
+    """The 1-D operator of `degrade_bicubic` (before its clipping), float64 [size // scale, size]: the LR of an
+    image ``X`` of ``size`` x ``size`` is ``A @ X @ A.T`` per channel, since the filter is separable."""
+    if scale < 1 or size % scale:
+        raise ValueError(f"size {size} is not divisible by scale {scale}")
+    basis = torch.eye(size, dtype=torch.float64)[:, None, None, :]  # one row image per input pixel
+    rows = F.interpolate(basis, size=(1, size // scale), mode="bicubic", align_corners=False, antialias=True)
+    return rows[:, 0, 0, :].T.contiguous()
+
+
 def upsample_bicubic(lr: Tensor, scale: int, kernel: str = "pil") -> Tensor:
     """Up-sample by plain bicubic interpolation: the Bicubic row of Table 1 and the input of models that refine it.
 

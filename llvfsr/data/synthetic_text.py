@@ -138,7 +138,7 @@ def make_description(attrs: dict, rng: np.random.Generator) -> str:
     return " ".join(sentences)
 
 
-def iris_palette(eye_colour: str, vivid_share: float) -> tuple[np.ndarray, np.ndarray]:
+def iris_palette(eye_colour: str | None, vivid_share: float) -> tuple[np.ndarray, np.ndarray]:
     """Vivid and counter-tinted colours of an iris, float RGB in [0, 255].
 
     The vivid sectors carry the eye colour; the others are tinted the other way, so that an area-weighted average
@@ -146,6 +146,8 @@ def iris_palette(eye_colour: str, vivid_share: float) -> tuple[np.ndarray, np.nd
     pinwheel, so the LR image holds (almost) nothing of the eye colour, while the HR iris differs strongly.
     """
     mean = np.asarray(IRIS_MEAN, np.float64)
+    if eye_colour is None:  # the colour-neutral iris (`llvfsr.data.synthetic.hide_from_lr`)
+        return mean, mean
     vivid = np.asarray(EYE_COLOURS[eye_colour], np.float64)
     other = mean - (vivid - mean) * vivid_share / (1.0 - vivid_share)
     if other.min() < 0 or other.max() > 255:
