@@ -73,8 +73,8 @@ def priors_figure(store: Any, dataset: Any, indices: list[int], wrap: int = 70) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from llvfsr.data.degrade import lr_faces
     from llvfsr.data.synthetic import colourise_mask
-    from llvfsr.priors.extract import lr_faces
 
     hr = dataset.load_hr_batch(list(indices))
     lr = lr_faces(hr, store.scale)

@@ -210,7 +210,7 @@ def render_under_colours(model, data: SplitData, config: DataConfig, scale: int,
     Returns:
         {"lr": float [3,h,w], "hr": float [3,H,W], "true": its colour, <colour>: SR float [3,H,W] per colour}.
     """
-    from llvfsr.train import make_lr
+    from llvfsr.data.degrade import make_lr
 
     split = _Split(data, config, seed=0)
     colours = ATTRIBUTES["eye_colour"]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from llvfsr.checkpoint import load_checkpoint, save_checkpoint
 from llvfsr.config import ExperimentConfig, flatten, resolve_train
-from llvfsr.data.degrade import degrade_bicubic
+from llvfsr.data.degrade import make_lr
 from llvfsr.data.loading import SplitData, load_split, text_width
 from llvfsr.errors import UsageError, cli_entry
 from llvfsr.evaluate import evaluate_split
@@ -77,11 +77,6 @@ def trains(config: ExperimentConfig) -> bool:
     """Whether the run trains: not for bicubic, nor for a whole model on the authors' released weights."""
     release = official_in(config.model.kwargs())
     return get_entry(config.model.name).trained and (release is None or not official_format(release[0]).evaluate_only)
-
-
-def make_lr(hr: Tensor, scale: int) -> Tensor:
-    """Bicubic LR from HR (design contract), quantised to 8 bits as a stored LR face would be."""
-    return degrade_bicubic(hr, scale).clamp_(0, 1).mul_(255).round_().div_(255)
 
 
 def pixel_loss(kind: str, sr: Tensor, hr: Tensor) -> Tensor:

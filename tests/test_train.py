@@ -209,9 +209,9 @@ def test_sr_cli_super_resolves_with_priors_extracted_on_the_fly(data, tmp_path, 
     import numpy as np
     from PIL import Image
 
+    from llvfsr.data.degrade import make_lr
     from llvfsr.data.loading import load_split
     from llvfsr.sr import main as sr_main
-    from llvfsr.train import make_lr
 
     config = experiment(data, tmp_path / "run", epochs=1)
     train(config)

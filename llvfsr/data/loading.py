@@ -97,6 +97,7 @@ def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), 
     """
     if not fields:
         return
+    from llvfsr.priors.extract import extract_priors
     from llvfsr.priors.sources import make_source
     from llvfsr.priors.store import PriorStore
 
@@ -115,7 +116,7 @@ def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), 
             continue  # e.g. extracted beforehand with `python -m llvfsr.priors extract --source-option ...`
         sources = {kind: make_source(kind, names[kind]) for kind in sorted(missing)}
         encoder = make_text_encoder(data) if missing & set(TEXT_FIELDS) else None
-        store.extract(dataset, sources, encoder, progress=progress)
+        extract_priors(store, dataset, sources, encoder, progress=progress)
 
 
 def _store_fields(kind: str) -> list[str]:

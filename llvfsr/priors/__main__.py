@@ -81,6 +81,7 @@ def _make_sources(args: argparse.Namespace, device: str | None) -> dict[str, Any
 def _extract(args: argparse.Namespace) -> int:
     import torch
 
+    from llvfsr.priors.extract import extract_priors
     from llvfsr.priors.text_encoder import ClipTextEncoder
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -95,7 +96,9 @@ def _extract(args: argparse.Namespace) -> int:
         encoder = ClipTextEncoder(args.text_encoder, args.text_pretrained, allow_random=args.allow_random_text_encoder,
                                   device=device)  # fmt: skip
     try:
-        computed = store.extract(dataset, sources, encoder, batch_size=args.batch_size, progress=not args.no_progress)
+        computed = extract_priors(
+            store, dataset, sources, encoder, batch_size=args.batch_size, progress=not args.no_progress
+        )
     finally:
         for source in sources.values():
             source.close()

@@ -28,7 +28,7 @@ import os
 import re
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,10 +36,6 @@ import torch
 from llvfsr.errors import UserError
 from llvfsr.priors.text_encoder import pad_tokens
 from llvfsr.priors.types import Priors, TextEmbedding
-
-if TYPE_CHECKING:
-    from llvfsr.priors.sources.base import PriorSource
-    from llvfsr.priors.text_encoder import ClipTextEncoder
 
 FORMAT_VERSION = 1
 DEFAULT_SHARD_SIZE = 256
@@ -325,15 +321,6 @@ class PriorStore:
     def save_manifest(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.directory / "manifest.json", json.dumps(self.manifest, indent=1, sort_keys=True).encode())
-
-    def extract(
-        self, dataset: Any, sources: dict[str, PriorSource], text_encoder: ClipTextEncoder | None = None,
-        batch_size: int | None = None, progress: bool = True,
-    ) -> dict[str, int]:  # fmt: skip
-        """Compute the missing priors of this store (resumable); see `llvfsr.priors.extract.extract_priors`."""
-        from llvfsr.priors.extract import extract_priors
-
-        return extract_priors(self, dataset, sources, text_encoder, batch_size=batch_size, progress=progress)
 
     # --------------------------------------------------------------------------------------------- reading
     def _read_bytes(self, field: str, shard: int) -> bytes:
