@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from llvfsr.config import DataConfig
-from llvfsr.data.loading import SplitData, open_split
+from llvfsr.data.splits import open_split
 from llvfsr.data.synthetic_attributes import ATTRIBUTES
 from llvfsr.priors.types import TextEmbedding
+from llvfsr.trial_data import SplitData
 
 NONE = "none"
 
@@ -71,7 +72,7 @@ class _Split:
 
     @cached_property
     def encoder(self):
-        from llvfsr.data.loading import make_text_encoder
+        from llvfsr.priors.text_encoder import make_text_encoder
 
         return make_text_encoder(self.config)
 

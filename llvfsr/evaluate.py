@@ -20,9 +20,10 @@ from torchvision.utils import save_image
 
 from llvfsr.config import ExperimentConfig, TrainConfig
 from llvfsr.data.degrade import make_lr
-from llvfsr.data.loading import SplitData, open_split
+from llvfsr.data.splits import open_split
 from llvfsr.heatmaps import landmark_error
 from llvfsr.metrics import Evaluator
+from llvfsr.trial_data import SplitData
 
 log = logging.getLogger(__name__)
 

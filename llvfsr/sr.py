@@ -25,8 +25,9 @@ from PIL import Image
 from llvfsr.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from llvfsr.cli import add_source_option_flag, build_source, parse_source_options
 from llvfsr.config import ExperimentConfig, from_flat
-from llvfsr.data.loading import make_text_encoder, source_names
 from llvfsr.errors import UsageError, UserError, cli_entry
+from llvfsr.priors.ensure import source_names
+from llvfsr.priors.text_encoder import make_text_encoder
 from llvfsr.priors.types import Priors, TextEmbedding
 from llvfsr.train import build_model, required_fields
 

@@ -21,12 +21,13 @@ from torch import Tensor, nn
 from llvfsr.checkpoint import load_checkpoint, save_checkpoint
 from llvfsr.config import ExperimentConfig, flatten, resolve_train
 from llvfsr.data.degrade import make_lr
-from llvfsr.data.loading import SplitData, load_split, text_width
 from llvfsr.errors import UsageError, cli_entry
 from llvfsr.evaluate import evaluate_split
 from llvfsr.memory import check_batch_fits, free_memory, probe_step_memory
 from llvfsr.models import build, get_entry
 from llvfsr.models.official import OFFICIAL_FORMAT, OFFICIAL_PATH, load_official, official_format, official_in
+from llvfsr.priors.text_encoder import text_width
+from llvfsr.trial_data import SplitData, load_split
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +270,8 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     """``python -m llvfsr.train --model llvfsr --scale 8 --dataset synthetic ...``: one experiment, no Ray."""
     from llvfsr.cli import experiment_from_args, experiment_parser
-    from llvfsr.data.loading import ensure_priors
     from llvfsr.models.official import official_overrides, parse_official
+    from llvfsr.priors.ensure import ensure_priors
 
     parser = experiment_parser("Train and test one model (no Ray), print the test summary.")
     parser.add_argument("--list-models", action="store_true", help="print the registered models and exit")

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 from llvfsr.config import ExperimentConfig
-from llvfsr.data.loading import ensure_priors
 from llvfsr.models.official import official_in
+from llvfsr.priors.ensure import ensure_priors
 from llvfsr.tracking import default_tracking_uri, end_parent_run, ensure_experiment, start_parent_run
 from sweeps.grids import Grid, variant_priors
 from sweeps.presets import PRESETS

@@ -61,9 +61,9 @@ def evaluate_trial(run, args, mlflow_client, experiment_id: str, parent: str, do
     """Evaluate every applicable counterfactual of one trial's model; returns how many runs it logged."""
     from llvfsr.config import resolve_train
     from llvfsr.counterfactual import counterfactual_names, counterfactuals, hallucination_rates
-    from llvfsr.data.loading import load_split
     from llvfsr.evaluate import evaluate_split
     from llvfsr.train import required_fields
+    from llvfsr.trial_data import load_split
 
     checkpoint = Path(run.data.tags.get("checkpoint", ""))
     if not checkpoint.is_file():
@@ -168,8 +168,8 @@ def _figure(trials, args, path: Path, mlflow_client, parent: str) -> None:
     """One face super-resolved under descriptions stating each iris colour (the first trial reading descriptions)."""
     from analysis.robustness import draw_colour_counterfactuals
     from llvfsr.counterfactual import render_under_colours
-    from llvfsr.data.loading import load_split
     from llvfsr.train import required_fields
+    from llvfsr.trial_data import load_split
 
     for run in trials:
         if "description" not in run.data.tags.get("priors", "").split(","):

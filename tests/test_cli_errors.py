@@ -160,7 +160,7 @@ def test_sr_names_a_truncated_checkpoint(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def mask_checkpoint(tmp_path_factory):
     """A tiny LLV-FSR with only the mask branch, trained one epoch on synthetic faces (HR 32, x8)."""
-    from llvfsr.data.loading import ensure_priors
+    from llvfsr.priors.ensure import ensure_priors
     from llvfsr.train import train
 
     root = tmp_path_factory.mktemp("sr")

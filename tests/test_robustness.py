@@ -15,8 +15,9 @@ from llvfsr.counterfactual import (
     next_colour,
 )
 from llvfsr.data.datasets import SyntheticFaces
-from llvfsr.data.loading import ensure_priors, load_split
+from llvfsr.priors.ensure import ensure_priors
 from llvfsr.tracking import client, ensure_experiment
+from llvfsr.trial_data import load_split
 
 FIELDS = {"mask", "depth", "caption", "description"}
 

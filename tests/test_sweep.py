@@ -54,7 +54,7 @@ def trial_runs(tmp: Path, **tag_filters) -> list:
 
 def damage_a_prior_shard() -> Path:
     """Extract the smoke grid's priors in the working directory, then flip one byte of a mask shard."""
-    from llvfsr.data.loading import ensure_priors, open_store
+    from llvfsr.priors.ensure import ensure_priors, open_store
     from sweeps.run import base_config, parse_args
 
     base, _ = base_config(parse_args(["--grid", "smoke"]), GRIDS["smoke"])
