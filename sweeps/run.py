@@ -161,7 +161,7 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
 
 
 def gpus_per_trial(value, grid: Grid, scale: int) -> float:
-    """'auto': none without a GPU; else the benchmark's packing fraction (`llvfsr.bench_project.auto_gpu_fraction`,
+    """'auto': none without a GPU; else the benchmark's packing fraction (`sweeps.resources.auto_gpu_fraction`,
     1.0 when no GPU benchmark exists), the largest over the grid's models so that every trial fits."""
     if value != "auto":
         return float(value)
@@ -169,7 +169,7 @@ def gpus_per_trial(value, grid: Grid, scale: int) -> float:
 
     if not torch.cuda.is_available():
         return 0.0
-    from llvfsr.bench_project import auto_gpu_fraction
+    from sweeps.resources import auto_gpu_fraction
 
     return max(auto_gpu_fraction(v.model, s) for v in grid.variants for s in (grid.scales or (scale,)))
 

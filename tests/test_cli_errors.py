@@ -266,7 +266,7 @@ def test_figures_unreachable_tracking_server(capsys):
 
 
 def test_bench_damaged_csv(tmp_path, capsys):
-    from llvfsr.bench import main
+    from bench.__main__ import main
 
     (tmp_path / "bench.csv").write_text("model,scale,params\nllvfsr,eight,1\n")
     assert main(["--project", "smoke", "--from-csv", str(tmp_path / "bench.csv")]) == 1

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tiny import tiny_synthetic_data
 
-from llvfsr.bench import random_inputs
+from bench.measure import random_inputs
 from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from llvfsr.models import build
 from llvfsr.models.blocks import LayerNorm2d
