@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml $(LOCK)
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/python -m llvfsr.demo
+	PYTHON=$(BIN)/python bash scripts/demo.sh
 
 test: install
 	HF_HUB_OFFLINE=1 RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q
