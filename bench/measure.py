@@ -5,8 +5,6 @@ Both paths run in the same process, side by side (see the package docstring); fa
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import statistics
 import time
 from collections.abc import Callable
@@ -17,9 +15,10 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.rows import BenchRow
-from llvfsr.config import TrainConfig, resolve_train
+from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, resolve_train
 from llvfsr.measure import MemoryMeter, bf16_peak_tflops, counting, device_label, flop_counter, sync
-from llvfsr.models import build, get_entry
+from llvfsr.models import get_entry
+from llvfsr.models.from_config import build_model, required_fields
 from llvfsr.priors.types import NUM_LANDMARKS, NUM_MASK_CLASSES, Priors, TextEmbedding
 
 TEXT_DIM, TEXT_TOKENS, TEXT_VALID = 512, 77, 20  # CLIP ViT-B-32 text tower; ~20 real tokens in a caption
@@ -54,23 +53,15 @@ class BenchSettings:
 
 
 def build_for_bench(name: str, scale: int, hr_size: int) -> nn.Module:
-    """Build a registered model as a trial would: LLV-FSR variants with CLIP's text width, baselines at `hr_size`."""
-    entry = get_entry(name)
-    module_name, func_name = entry.factory.split(":")
-    kwargs: dict[str, object] = {}
-    if module_name == "llvfsr.models.llvfsr":
-        kwargs["text_dim"] = TEXT_DIM
-    factory = getattr(importlib.import_module(module_name), func_name)
-    if "hr_size" in inspect.signature(factory).parameters:
-        kwargs["hr_size"] = hr_size
-    return build(name, scale=scale, **kwargs)
+    """Build a registered model as a trial would (`build_model`): LLV-FSR variants with CLIP's text width, baselines
+    at `hr_size`."""
+    config = ExperimentConfig(data=DataConfig(scale=scale, hr_size=hr_size), model=ModelConfig(name=name))
+    return build_model(config, text_dim=TEXT_DIM)
 
 
 def random_inputs(model: nn.Module, name: str, batch: int, hr_size: int, scale: int, device: torch.device,
                   text_dim: int = TEXT_DIM) -> tuple[Tensor, Tensor, Priors]:  # fmt: skip
     """LR float [B,3,h,w] and HR float [B,3,H,W] in [0,1], and random priors with the fields the model reads."""
-    from llvfsr.train import required_fields
-
     generator = torch.Generator().manual_seed(0)
     lr = torch.rand(batch, 3, hr_size // scale, hr_size // scale, generator=generator)
     hr = torch.rand(batch, 3, hr_size, hr_size, generator=generator)

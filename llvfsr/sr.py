@@ -26,10 +26,10 @@ from llvfsr.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from llvfsr.cli import add_source_option_flag, build_source, parse_source_options
 from llvfsr.config import ExperimentConfig, from_flat
 from llvfsr.errors import UsageError, UserError, cli_entry
+from llvfsr.models.from_config import build_model, required_fields
 from llvfsr.priors.ensure import source_names
 from llvfsr.priors.text_encoder import make_text_encoder
 from llvfsr.priors.types import Priors, TextEmbedding
-from llvfsr.train import build_model, required_fields
 
 
 def read_checkpoint_config(path: Path) -> ExperimentConfig:

@@ -24,9 +24,9 @@ from llvfsr.data.degrade import make_lr
 from llvfsr.errors import UsageError, cli_entry
 from llvfsr.evaluate import evaluate_split
 from llvfsr.memory import check_batch_fits, free_memory, probe_step_memory
-from llvfsr.models import build, get_entry
-from llvfsr.models.official import OFFICIAL_FORMAT, OFFICIAL_PATH, load_official, official_format, official_in
-from llvfsr.priors.text_encoder import text_width
+from llvfsr.models import get_entry
+from llvfsr.models.from_config import build_model, required_fields
+from llvfsr.models.official import official_format, official_in
 from llvfsr.trial_data import SplitData, load_split
 
 log = logging.getLogger(__name__)
@@ -51,27 +51,6 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def required_fields(model: nn.Module, name: str) -> set[str]:
-    """Prior fields the model reads in forward plus the targets of its auxiliary loss."""
-    entry = get_entry(name)
-    return set(getattr(model, "required_priors", entry.priors)) | set(entry.targets)
-
-
-def build_model(config: ExperimentConfig) -> nn.Module:
-    """The configured model; LLV-FSR variants get the text width of the configured CLIP encoder."""
-    kwargs = config.model.kwargs()
-    factory = get_entry(config.model.name).factory
-    if factory.startswith("llvfsr.models.llvfsr:"):
-        kwargs.setdefault("text_dim", text_width(config.data))
-    elif factory.startswith("baselines."):  # baselines check the LR size they were built for
-        kwargs.setdefault("hr_size", config.data.hr_size)
-    release = official_in(kwargs)
-    if release is not None:  # the authors' released weights (`--official NAME=PATH`)
-        kwargs.pop(OFFICIAL_PATH), kwargs.pop(OFFICIAL_FORMAT, None)
-        return load_official(*release, scale=config.data.scale, **kwargs).train()
-    return build(config.model.name, scale=config.data.scale, **kwargs)
 
 
 def trains(config: ExperimentConfig) -> bool:

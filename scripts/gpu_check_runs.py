@@ -68,8 +68,8 @@ def prepare(names: list[str], priors_root: str | Path = REPO / STORE_ROOT) -> li
     Needs open_clip (the tiny text tower): run it where the project's venv is, not on the GPU machine.
     """
     from llvfsr.cli import experiment_from_args, experiment_parser
+    from llvfsr.models.from_config import build_model, required_fields
     from llvfsr.priors.ensure import ensure_priors, open_store
-    from llvfsr.train import build_model, required_fields
 
     parser = experiment_parser("gpu check run")
     folders = []
