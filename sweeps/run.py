@@ -19,10 +19,9 @@ from pathlib import Path
 from llvfsr.config import ExperimentConfig
 from llvfsr.errors import UsageError, cli_entry
 from llvfsr.models.official import parse_official
+from llvfsr.priors.types import SOURCE_KINDS
 from sweeps.grids import GRIDS, Grid, evaluated_only, with_official
 from sweeps.presets import PRESETS
-
-SOURCE_KINDS = ("mask", "depth", "caption", "description", "landmarks")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -19,6 +19,7 @@ from llvfsr.cli import add_source_option_flag, build_source, parse_source_option
 from llvfsr.errors import cli_entry
 from llvfsr.priors.sources import KINDS, source_names
 from llvfsr.priors.store import DEFAULT_SHARD_SIZE, PriorStore, PriorStoreError
+from llvfsr.priors.types import TEXT_KINDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +93,7 @@ def _extract(args: argparse.Namespace) -> int:
         print("nothing to extract: choose at least one source (--mask, --depth, ...)", file=sys.stderr)
         return 2
     encoder = None
-    if args.text_encoder != "none" and {"caption", "description"} & set(sources):
+    if args.text_encoder != "none" and set(TEXT_KINDS) & set(sources):
         encoder = ClipTextEncoder(args.text_encoder, args.text_pretrained, allow_random=args.allow_random_text_encoder,
                                   device=device)  # fmt: skip
     try:

@@ -14,8 +14,7 @@ from llvfsr.priors.extract import extract_priors
 from llvfsr.priors.sources import make_source
 from llvfsr.priors.store import PriorStore
 from llvfsr.priors.text_encoder import make_text_encoder
-
-TEXT_FIELDS = ("caption", "description")
+from llvfsr.priors.types import TEXT_KINDS
 
 
 def source_names(data: DataConfig) -> dict[str, str]:
@@ -55,19 +54,19 @@ def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), 
         if not missing:
             continue  # e.g. extracted beforehand with `python -m llvfsr.priors extract --source-option ...`
         sources = {kind: make_source(kind, names[kind]) for kind in sorted(missing)}
-        encoder = make_text_encoder(data) if missing & set(TEXT_FIELDS) else None
+        encoder = make_text_encoder(data) if missing & set(TEXT_KINDS) else None
         extract_priors(store, dataset, sources, encoder, progress=progress)
 
 
 def _store_fields(kind: str) -> list[str]:
     """The store fields that hold a prior kind: the texts and their embeddings, or the kind itself."""
-    return [f"{kind}_text", f"{kind}_emb"] if kind in TEXT_FIELDS else [kind]
+    return [f"{kind}_text", f"{kind}_emb"] if kind in TEXT_KINDS else [kind]
 
 
 def _complete(status: dict, kind: str, source: str, text_chunking: str = "truncate") -> bool:
     """`store.status()` says it holds `kind` from the source of that name (and, for texts, its embeddings, made
     with this text chunking: another one re-embeds the texts, the texts themselves are kept)."""
     fields = _store_fields(kind)
-    if kind in TEXT_FIELDS and status.get(fields[1], {}).get("text_chunking", "truncate") != text_chunking:
+    if kind in TEXT_KINDS and status.get(fields[1], {}).get("text_chunking", "truncate") != text_chunking:
         return False
     return all(status.get(f, {}).get("complete") for f in fields) and status[fields[0]]["source"] == source

@@ -35,7 +35,7 @@ import torch
 
 from llvfsr.errors import UserError
 from llvfsr.priors.text_encoder import pad_tokens
-from llvfsr.priors.types import Priors, TextEmbedding
+from llvfsr.priors.types import SOURCE_KINDS, TEXT_KINDS, Priors, TextEmbedding
 
 FORMAT_VERSION = 1
 DEFAULT_SHARD_SIZE = 256
@@ -46,7 +46,6 @@ FIELDS: tuple[str, ...] = (
 FIELD_OF_KIND = {"mask": "mask", "depth": "depth", "landmarks": "landmarks",
                  "caption": "caption_text", "description": "description_text"}  # fmt: skip
 EMBEDDING_OF_TEXT = {"caption_text": "caption_emb", "description_text": "description_emb"}
-LOADABLE: tuple[str, ...] = ("mask", "depth", "caption", "description", "landmarks")  # the `Priors` fields
 _COMPRESSED = {"mask", "depth"}
 
 
@@ -393,14 +392,14 @@ class PriorStore:
         Raises:
             PriorStoreError: a field was not extracted or a shard is missing or corrupt (the message names it).
         """
-        unknown = set(fields) - set(LOADABLE)
+        unknown = set(fields) - set(SOURCE_KINDS)
         if unknown:
-            raise ValueError(f"unknown prior fields {sorted(unknown)}; valid: {', '.join(LOADABLE)}")
+            raise ValueError(f"unknown prior fields {sorted(unknown)}; valid: {', '.join(SOURCE_KINDS)}")
         indices = None if indices is None else np.asarray(indices, dtype=np.int64)
         self._check_indices(indices)
         out: dict[str, Any] = {}
         for name in fields:
-            field = f"{name}_emb" if name in ("caption", "description") else name
+            field = f"{name}_emb" if name in TEXT_KINDS else name
             parts, positions = self._gather(field, indices)
             if field.endswith("_emb"):
                 context_length = int(self.record(field)["source"]["context_length"])

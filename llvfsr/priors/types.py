@@ -20,6 +20,12 @@ MASK_CLASSES: tuple[str, ...] = (
 NUM_MASK_CLASSES = len(MASK_CLASSES)
 NUM_LANDMARKS = 68  # iBUG 300-W layout
 
+# The prior kinds, spelled here once. LLV-FSR reads four (paper Sec. 3.3), one LVPFB branch each; the two texts reach
+# it as CLIP embeddings; prior sources also produce landmarks, the auxiliary-loss targets of FSRNet and DIC.
+PRIOR_KINDS: tuple[str, ...] = ("mask", "depth", "caption", "description")
+TEXT_KINDS: tuple[str, ...] = ("caption", "description")
+SOURCE_KINDS: tuple[str, ...] = (*PRIOR_KINDS, "landmarks")  # also the `Priors` fields a prior store loads
+
 
 @dataclass
 class TextEmbedding:

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from llvfsr.priors.types import SOURCE_KINDS
+
 if TYPE_CHECKING:  # the data package imports nothing from priors, so this is only for type checkers
     from llvfsr.data.datasets import FaceDataset
 
-KINDS: tuple[str, ...] = ("mask", "depth", "caption", "description", "landmarks")
+KINDS: tuple[str, ...] = SOURCE_KINDS
 
 
 @dataclass(frozen=True)
