@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml $(LOCK)
 install: $(BIN)/.installed
 
 demo: install
-	$(BIN)/python -m llvfsr.demo
+	PYTHON=$(BIN)/python bash scripts/demo.sh
 
 test: install
 	HF_HUB_OFFLINE=1 RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q
@@ -26,7 +26,7 @@ test-all: install
 	HF_HUB_OFFLINE=1 RAY_AUTH_MODE=disabled $(BIN)/python -m pytest -q -m ''
 
 bench: install
-	$(BIN)/python -m llvfsr.bench --csv bench.csv
+	$(BIN)/python -m bench --csv bench.csv
 
 # The prepared GPU check (issue 17, docs/benchmarks.md "GPU check"). Its prior stores are made here, where open_clip
 # is installed; the check itself runs on the GPU machine's stock python3 without this venv: make gpu-check OUT=dir

@@ -76,7 +76,7 @@ def synthetic_landmarks(params: dict[str, str], ids: list[str]) -> dict[str, np.
     import json
 
     from llvfsr.config import DataConfig
-    from llvfsr.data.loading import open_split
+    from llvfsr.data.splits import open_split
 
     # Only the fields this version knows: a run recorded by another version may have more or fewer.
     known = {f.name for f in dataclasses.fields(DataConfig)}

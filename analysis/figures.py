@@ -73,13 +73,14 @@ def priors_figure(store: Any, dataset: Any, indices: list[int], wrap: int = 70) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from llvfsr.data.degrade import lr_faces
     from llvfsr.data.synthetic import colourise_mask
-    from llvfsr.priors.extract import lr_faces
+    from llvfsr.priors.types import TEXT_KINDS
 
     hr = dataset.load_hr_batch(list(indices))
     lr = lr_faces(hr, store.scale)
     prior = store.load({k for k in ("mask", "depth") if _available(store, k)}, indices=indices)
-    texts = {k: store.texts(k, indices) if _available(store, f"{k}_text") else None for k in ("caption", "description")}
+    texts = {k: store.texts(k, indices) if _available(store, f"{k}_text") else None for k in TEXT_KINDS}
 
     rows, ratios, width = len(indices), [1, 1, 1, 1, 1.6, 3.4], 15.0
     # Rows as tall as an image column is wide, so image and text panels share their bottom edge (and labels).

@@ -288,7 +288,7 @@ class DIC(nn.Module):
 
         Args:
             data: the train split, with ``batch(index) -> (hr [B,3,H,W] in [0,1], priors with landmarks)``
-                (`llvfsr.data.loading.SplitData`).
+                (`llvfsr.trial_data.SplitData`).
             seed: seeds the batch draws, so every DDP rank pretrains alike.
 
         Returns:

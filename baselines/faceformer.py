@@ -29,12 +29,13 @@ What is ours (choose-and-state; verify against the paper's Sec. III / Fig. 2 whe
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from llvfsr.models.blocks import pixel_shuffle_upsampler
 
 if TYPE_CHECKING:
     from llvfsr.priors.types import Priors
@@ -140,17 +141,6 @@ class AggregationBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.fuse(torch.cat([self.local_path(x), self.global_path(x)], dim=1))
-
-
-def pixel_shuffle_upsampler(channels: int, scale: int) -> nn.Sequential:
-    """log2(scale) stages of conv3x3 to 4x channels + pixel shuffle x2 (EDSR)."""
-    stages = int(math.log2(scale))
-    if 2**stages != scale:
-        raise ValueError(f"scale must be a power of two, got {scale}")
-    layers: list[nn.Module] = []
-    for _ in range(stages):
-        layers += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2)]
-    return nn.Sequential(*layers)
 
 
 class FaceFormer(nn.Module):

@@ -35,13 +35,13 @@ Deviations from the official code, and why:
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from llvfsr.models.blocks import pixel_shuffle_upsampler
 from llvfsr.models.official import OfficialFormat, rename
 
 if TYPE_CHECKING:
@@ -130,17 +130,6 @@ def mean_shift(sign: int) -> nn.Conv2d:
         conv.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
         conv.bias.copy_(sign * PIXEL_RANGE * torch.tensor(RGB_MEAN))
     return conv
-
-
-def pixel_shuffle_upsampler(channels: int, scale: int) -> nn.Sequential:
-    """EDSR's up-sampler for a power-of-two scale: log2(scale) stages of conv to 4x channels + pixel shuffle x2."""
-    stages = int(math.log2(scale))
-    if 2**stages != scale:
-        raise ValueError(f"scale must be a power of two, got {scale}")
-    layers: list[nn.Module] = []
-    for _ in range(stages):
-        layers += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2)]
-    return nn.Sequential(*layers)
 
 
 class SISN(nn.Module):

@@ -27,10 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from llvfsr.config import DataConfig
-from llvfsr.data.loading import SplitData, open_split
+from llvfsr.data.splits import open_split
 from llvfsr.data.synthetic_attributes import ATTRIBUTES
 from llvfsr.models.lvpfb import BRANCHES
 from llvfsr.priors.types import TextEmbedding
+from llvfsr.trial_data import SplitData
 
 NONE = "none"
 
@@ -74,7 +75,7 @@ class _Split:
 
     @cached_property
     def encoder(self):
-        from llvfsr.data.loading import make_text_encoder
+        from llvfsr.priors.text_encoder import make_text_encoder
 
         return make_text_encoder(self.config)
 
@@ -234,7 +235,7 @@ def hallucination_rates(frame, stated: dict[str, list[str | None]]) -> dict[str,
 def _under_colours(model, data: SplitData, config: DataConfig, scale: int, indices: list[int]):
     """SR of test faces `indices` under a description stating each iris colour in turn (the LR and every other
     prior unchanged): (SR float [n, K, 3, H, W], LR float [n, 3, h, w], HR float [n, 3, H, W], true colours)."""
-    from llvfsr.train import make_lr
+    from llvfsr.data.degrade import make_lr
 
     colours = ATTRIBUTES["eye_colour"]
     split = _Split(data, config, seed=0)

@@ -19,9 +19,11 @@ from torch import Tensor, nn
 from torchvision.utils import save_image
 
 from llvfsr.config import ExperimentConfig, TrainConfig
-from llvfsr.data.loading import SplitData, open_split
+from llvfsr.data.degrade import make_lr
+from llvfsr.data.splits import open_split
 from llvfsr.heatmaps import landmark_error
 from llvfsr.metrics import Evaluator
+from llvfsr.trial_data import SplitData
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,6 @@ def evaluate_split(
     model: nn.Module, data: SplitData, config: ExperimentConfig, tcfg: TrainConfig, out_dir: Path
 ) -> dict[str, float]:
     """Super-resolve every face of `data`, write per_image.csv and samples.png to `out_dir`, return the means."""
-    from llvfsr.train import make_lr
-
     model.eval()
     device = data.hr.device
     scale = config.data.scale

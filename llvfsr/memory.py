@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from llvfsr.bench_measure import MemoryMeter
 from llvfsr.errors import UserError
+from llvfsr.measure import MemoryMeter
 
 HEADROOM = 0.9  # a suggested batch leaves 10% of the free memory for the allocator's slack and evaluation
 SKIP_ENV = "LLVFSR_SKIP_MEMORY_CHECK"

@@ -25,10 +25,11 @@ from PIL import Image
 from llvfsr.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from llvfsr.cli import add_source_option_flag, build_source, parse_source_options
 from llvfsr.config import ExperimentConfig, from_flat
-from llvfsr.data.loading import make_text_encoder, source_names
 from llvfsr.errors import UsageError, UserError, cli_entry
-from llvfsr.priors.types import Priors, TextEmbedding
-from llvfsr.train import build_model, required_fields
+from llvfsr.models.from_config import build_model, required_fields
+from llvfsr.priors.ensure import source_names
+from llvfsr.priors.text_encoder import make_text_encoder
+from llvfsr.priors.types import PRIOR_KINDS, TEXT_KINDS, Priors, TextEmbedding
 
 
 def read_checkpoint_config(path: Path) -> ExperimentConfig:
@@ -70,7 +71,7 @@ def extract_priors(
         priors["depth"] = torch.from_numpy(np.asarray(values["depth"], dtype=np.float32))[None, None]
     if "landmarks" in values:
         priors["landmarks"] = torch.from_numpy(np.asarray(values["landmarks"], dtype=np.float32))[None]
-    texts = [kind for kind in ("caption", "description") if kind in values]
+    texts = [kind for kind in TEXT_KINDS if kind in values]
     if texts:
         encoder = make_text_encoder(config.data)
         for kind in texts:
@@ -144,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     sources = {}
     for item in args.source or []:
         kind, _, name = item.partition("=")
-        if kind not in ("mask", "depth", "caption", "description") or not name:
-            parser.error(f"--source expects KIND=NAME (mask, depth, caption, description), got {item!r}")
+        if kind not in PRIOR_KINDS or not name:
+            parser.error(f"--source expects KIND=NAME ({', '.join(PRIOR_KINDS)}), got {item!r}")
         sources[f"{kind}_source"] = name
     options = parse_source_options(args.source_option)
     try:

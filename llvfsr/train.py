@@ -20,14 +20,15 @@ from torch import Tensor, nn
 
 from llvfsr.checkpoint import load_checkpoint, save_checkpoint
 from llvfsr.config import ExperimentConfig, flatten, resolve_train
-from llvfsr.data.degrade import degrade_bicubic
-from llvfsr.data.loading import SplitData, load_split, text_width
+from llvfsr.data.degrade import make_lr
 from llvfsr.errors import UsageError, cli_entry
 from llvfsr.evaluate import evaluate_split
 from llvfsr.memory import check_batch_fits, free_memory, probe_step_memory
-from llvfsr.models import build, get_entry
-from llvfsr.models.lvpfb import BRANCHES
-from llvfsr.models.official import OFFICIAL_FORMAT, OFFICIAL_PATH, load_official, official_format, official_in
+from llvfsr.models import get_entry
+from llvfsr.models.from_config import build_model, required_fields
+from llvfsr.models.official import official_format, official_in
+from llvfsr.priors.types import PRIOR_KINDS
+from llvfsr.trial_data import SplitData, load_split
 
 log = logging.getLogger(__name__)
 
@@ -53,36 +54,10 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def required_fields(model: nn.Module, name: str) -> set[str]:
-    """Prior fields the model reads in forward plus the targets of its auxiliary loss."""
-    entry = get_entry(name)
-    return set(getattr(model, "required_priors", entry.priors)) | set(entry.targets)
-
-
-def build_model(config: ExperimentConfig) -> nn.Module:
-    """The configured model; LLV-FSR variants get the text width of the configured CLIP encoder."""
-    kwargs = config.model.kwargs()
-    factory = get_entry(config.model.name).factory
-    if factory.startswith("llvfsr.models.llvfsr:"):
-        kwargs.setdefault("text_dim", text_width(config.data))
-    elif factory.startswith("baselines."):  # baselines check the LR size they were built for
-        kwargs.setdefault("hr_size", config.data.hr_size)
-    release = official_in(kwargs)
-    if release is not None:  # the authors' released weights (`--official NAME=PATH`)
-        kwargs.pop(OFFICIAL_PATH), kwargs.pop(OFFICIAL_FORMAT, None)
-        return load_official(*release, scale=config.data.scale, **kwargs).train()
-    return build(config.model.name, scale=config.data.scale, **kwargs)
-
-
 def trains(config: ExperimentConfig) -> bool:
     """Whether the run trains: not for bicubic, nor for a whole model on the authors' released weights."""
     release = official_in(config.model.kwargs())
     return get_entry(config.model.name).trained and (release is None or not official_format(release[0]).evaluate_only)
-
-
-def make_lr(hr: Tensor, scale: int) -> Tensor:
-    """Bicubic LR from HR (design contract), quantised to 8 bits as a stored LR face would be."""
-    return degrade_bicubic(hr, scale).clamp_(0, 1).mul_(255).round_().div_(255)
 
 
 def pixel_loss(kind: str, sr: Tensor, hr: Tensor) -> Tensor:
@@ -122,7 +97,7 @@ def train_batch(data: SplitData, index: Tensor, scale: int, channels_last: bool,
     `prior_dropout`, each of a face's four LLV-FSR priors is withheld with that probability (`Priors.withheld`)."""
     hr, priors = data.batch(index)
     if prior_dropout > 0:
-        withheld = torch.rand(len(index), len(BRANCHES), device=hr.device) < prior_dropout
+        withheld = torch.rand(len(index), len(PRIOR_KINDS), device=hr.device) < prior_dropout
         priors = dataclasses.replace(priors, withheld=withheld)
     lr = make_lr(hr, scale)
     if channels_last:
@@ -286,8 +261,8 @@ def train(config: ExperimentConfig, hooks: TrainHooks | None = None) -> dict[str
 def main(argv: list[str] | None = None) -> int:
     """``python -m llvfsr.train --model llvfsr --scale 8 --dataset synthetic ...``: one experiment, no Ray."""
     from llvfsr.cli import experiment_from_args, experiment_parser
-    from llvfsr.data.loading import ensure_priors
     from llvfsr.models.official import official_overrides, parse_official
+    from llvfsr.priors.ensure import ensure_priors
 
     parser = experiment_parser("Train and test one model (no Ray), print the test summary.")
     parser.add_argument("--list-models", action="store_true", help="print the registered models and exit")

@@ -6,10 +6,10 @@
 # Runs from the repository root on the GPU machine's stock python3 (no ray, mlflow, open_clip, lpips, pyiqa,
 # deepface; the package is not installed: PYTHONPATH=.), and writes everything under OUT_DIR, plus OUT_DIR.tgz of it:
 #   env.txt           GPU, driver, CPU, python, torch/CUDA/cuDNN and package versions
-#   bench_eager.csv   python -m llvfsr.bench, HR 256, batch 16, x8 and x16, every model: fp32 eager | fast eager
+#   bench_eager.csv   python -m bench, HR 256, batch 16, x8 and x16, every model: fp32 eager | fast eager
 #   bench_compile.csv the same with torch.compile on the fast path, models in priority order until its budget ends
 #   bench_gpu.csv     both merged (compiled fast rows labelled "fast-compile"): what docs/bench_gpu.csv takes
-#   project.log       python -m llvfsr.bench --project table1,ablation --from-csv bench_gpu.csv: GPU-hours per grid
+#   project.log       python -m bench --project table1,ablation --from-csv bench_gpu.csv: GPU-hours per grid
 #   pack/             the synthetic LLV-FSR trial as 1, 2, 4, 8 concurrent trainers, nvidia-smi sampled each second
 #   paper/            one LLV-FSR x8 training run at the paper's size (HR 256, batch 16) on synthetic faces
 #   summary.md        all tables; steps.tsv: each step's exit code, seconds and budget; <step>.log: its output
@@ -99,14 +99,14 @@ import platform
 
 import torch
 
-from llvfsr.bench_measure import bf16_peak_tflops, device_label
+from llvfsr.measure import bf16_peak_tflops, device_label
 
 print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda,
       "cudnn", torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None)
 if torch.cuda.is_available():
     p = torch.cuda.get_device_properties(0)
     print(f"gpu: {p.name}, capability {p.major}.{p.minor}, {p.multi_processor_count} SMs, "
-          f"{p.total_memory / 2**30:.1f} GiB; bf16 peak in llvfsr.bench_measure: {bf16_peak_tflops(torch.device('cuda'))}")
+          f"{p.total_memory / 2**30:.1f} GiB; bf16 peak in llvfsr.measure: {bf16_peak_tflops(torch.device('cuda'))}")
 else:
     print("gpu: none;", device_label(torch.device("cpu")))
 for name in ("numpy", "scipy", "scikit-image", "pillow", "pandas", "tqdm", "transformers", "timm", "torchvision",
@@ -134,11 +134,11 @@ export PY
 step env "$B_ENV" bash -c env_info
 cp "$OUT/env.log" "$OUT/env.txt" 2>/dev/null
 # shellcheck disable=SC2086  # the option strings are meant to split
-step bench "$B_BENCH" "$PY" -m llvfsr.bench $BENCH --no-compile --csv "$OUT/bench_eager.csv"
+step bench "$B_BENCH" "$PY" -m bench $BENCH --no-compile --csv "$OUT/bench_eager.csv"
 # shellcheck disable=SC2086
-step compile "$B_COMPILE" "$PY" -m llvfsr.bench $COMPILE --csv "$OUT/bench_compile.csv"
+step compile "$B_COMPILE" "$PY" -m bench $COMPILE --csv "$OUT/bench_compile.csv"
 step project "$B_PROJECT" bash -c "\"\$0\" scripts/gpu_check_summary.py merge-bench \"\$1/bench_eager.csv\" \
-  \"\$1/bench_compile.csv\" -o \"\$1/bench_gpu.csv\" && \"\$0\" -m llvfsr.bench --project table1,ablation \
+  \"\$1/bench_compile.csv\" -o \"\$1/bench_gpu.csv\" && \"\$0\" -m bench --project table1,ablation \
   --scales 8,16 --from-csv \"\$1/bench_gpu.csv\"" "$PY" "$OUT"
 # shellcheck disable=SC2086
 step pack "$B_PACK" "$PY" scripts/gpu_check_train.py --run pack $PACK --device "$DEVICE" --priors-root "$PRIORS" \

@@ -3,7 +3,7 @@
 The GPU machine has no open_clip, and the synthetic presets embed their texts with a random tiny open_clip text
 tower. So the prior stores of these runs are extracted here, on the CPU, into `STORE_ROOT`, and travel with the
 working tree (``carry: ["priors_cache/gpu-check"]``); on the GPU machine every store is complete, so
-`llvfsr.data.loading.ensure_priors` builds no text encoder and nothing imports open_clip.
+`llvfsr.priors.ensure.ensure_priors` builds no text encoder and nothing imports open_clip.
 
 Runs (one model each, LLV-FSR x8):
     pack: the synthetic sweep's LLV-FSR trial (`sweeps.presets.PRESETS["synthetic"]`: HR 64, 3 blocks of width 24,
@@ -68,8 +68,8 @@ def prepare(names: list[str], priors_root: str | Path = REPO / STORE_ROOT) -> li
     Needs open_clip (the tiny text tower): run it where the project's venv is, not on the GPU machine.
     """
     from llvfsr.cli import experiment_from_args, experiment_parser
-    from llvfsr.data.loading import ensure_priors, open_store
-    from llvfsr.train import build_model, required_fields
+    from llvfsr.models.from_config import build_model, required_fields
+    from llvfsr.priors.ensure import ensure_priors, open_store
 
     parser = experiment_parser("gpu check run")
     folders = []

@@ -149,7 +149,7 @@ def merge_bench(eager: Path, compiled: Path | None, out: Path) -> int:
     """One CSV of the benchmark's runs: every row of the eager run (fp32 and fast without compile), then the
     compiled run's fast rows relabelled `BENCH_COMPILED` (its fp32 rows repeat the eager run's and are dropped
     unless the eager run lacks them). Returns the number of rows."""
-    from llvfsr.bench_project import read_csv, write_csv
+    from bench.rows import read_csv, write_csv
 
     rows = read_csv(eager) if eager.exists() else []
     have = {(r.model, r.scale, r.path) for r in rows if not r.error}
@@ -169,7 +169,7 @@ def _train_rate(row) -> float | None:
 
 def compile_table(csv_path: Path) -> str:
     """Train images/s of fp32 eager, fast eager and fast compiled side by side, for the models that were compiled."""
-    from llvfsr.bench_project import read_csv
+    from bench.rows import read_csv
 
     rows = read_csv(csv_path)
     by_key: dict[tuple[str, int], dict[str, object]] = {}
@@ -195,7 +195,8 @@ def auto_fractions(csv_path: Path) -> str:
     It reads the device this process sees, so it says something only when run on the GPU that was measured."""
     import torch
 
-    from llvfsr.bench_project import auto_gpu_fraction, read_csv
+    from bench.rows import read_csv
+    from sweeps.resources import auto_gpu_fraction
 
     if not torch.cuda.is_available():
         return "no GPU in this process: auto_gpu_fraction returns 1.0 (one trial per GPU) for every model"
@@ -213,7 +214,7 @@ def _read(path: Path, limit: int = 6000) -> str:
 
 def report(out: Path) -> str:
     """``summary.md`` of a finished (or partly finished) check folder; returns its text."""
-    from llvfsr.bench_project import format_table, read_csv
+    from bench.rows import format_table, read_csv
 
     parts = [f"# GPU check, {out}\n"]
     parts.append(_section("Steps (name, exit code, seconds, budget)", "```\n" + _read(out / "steps.tsv") + "```"))

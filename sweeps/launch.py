@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 from llvfsr.config import ExperimentConfig
-from llvfsr.data.loading import ensure_priors
 from llvfsr.models.official import official_in
+from llvfsr.priors.ensure import ensure_priors
 from llvfsr.tracking import default_tracking_uri, end_parent_run, ensure_experiment, start_parent_run
 from sweeps.grids import Grid, variant_priors
 from sweeps.presets import PRESETS
@@ -25,16 +25,21 @@ def param_space(grid: Grid, args: argparse.Namespace) -> dict:
         return {
             "variant": grid.variants[0].name,
             "seed": 0,
-            "scale": args.scale,
+            "scale": grid.scales[0],
             "lr": tune.loguniform(*HPO_SPACE["lr"]),
             "batch_size": tune.choice(list(HPO_SPACE["batch_size"])),
             "width": tune.choice(list(HPO_SPACE["width"])),
         }
     return {
         "variant": tune.grid_search([v.name for v in grid.variants]),
-        "scale": tune.grid_search(list(grid.scales or (args.scale,))),
+        "scale": tune.grid_search(list(grid.scales)),
         "seed": tune.grid_search(list(range(args.seeds))),
     }
+
+
+def sweep_name(grid: Grid, preset_name: str | None) -> str:
+    """The default sweep name says what runs: the grid, its scales and the synthetic preset, e.g. table1-x8x16-smoke."""
+    return f"{grid.name}-" + "".join(f"x{s}" for s in grid.scales) + (f"-{preset_name}" if preset_name else "")
 
 
 def prepare_priors(grid: Grid, base: ExperimentConfig, scales: tuple[int, ...]) -> None:
@@ -66,8 +71,8 @@ def launch(args: argparse.Namespace, grid: Grid, base: ExperimentConfig, preset_
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
-    scales = grid.scales or (args.scale,)
-    sweep = args.name or f"{grid.name}-x{args.scale}" + ("" if args.data else f"-{preset_name}")
+    scales = grid.scales  # sweeps/run.py sets them: --scale, else the grid's own
+    sweep = args.name or sweep_name(grid, preset_name if not args.data else None)
     storage = str(Path(args.storage).absolute()) if "://" not in args.storage else args.storage
     work_dir = str(Path(storage if "://" not in storage else "ray_results").absolute() / sweep / "work")
     prepare_priors(grid, base, scales)

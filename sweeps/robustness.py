@@ -42,8 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _load_model(checkpoint: Path, device: torch.device):
     """A trial's config and trained model, as `llvfsr.sr` loads them (a damaged file is named)."""
     from llvfsr.checkpoint import load_checkpoint
+    from llvfsr.models.from_config import build_model
     from llvfsr.sr import read_checkpoint_config
-    from llvfsr.train import build_model
 
     config = read_checkpoint_config(checkpoint)
     model = build_model(config)
@@ -61,9 +61,9 @@ def evaluate_trial(run, args, mlflow_client, experiment_id: str, parent: str, do
     """Evaluate every applicable counterfactual of one trial's model; returns how many runs it logged."""
     from llvfsr.config import resolve_train
     from llvfsr.counterfactual import colour_response, counterfactual_names, counterfactuals, hallucination_rates
-    from llvfsr.data.loading import load_split
     from llvfsr.evaluate import evaluate_split
-    from llvfsr.train import required_fields
+    from llvfsr.models.from_config import required_fields
+    from llvfsr.trial_data import load_split
 
     checkpoint = Path(run.data.tags.get("checkpoint", ""))
     if not checkpoint.is_file():
@@ -171,8 +171,8 @@ def _figure(trials, args, path: Path, mlflow_client, parent: str) -> None:
     """One face super-resolved under descriptions stating each iris colour (the first trial reading descriptions)."""
     from analysis.robustness import draw_colour_counterfactuals
     from llvfsr.counterfactual import render_under_colours
-    from llvfsr.data.loading import load_split
-    from llvfsr.train import required_fields
+    from llvfsr.models.from_config import required_fields
+    from llvfsr.trial_data import load_split
 
     for run in trials:
         if "description" not in run.data.tags.get("priors", "").split(","):

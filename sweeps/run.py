@@ -19,10 +19,12 @@ from pathlib import Path
 from llvfsr.config import ExperimentConfig
 from llvfsr.errors import UsageError, cli_entry
 from llvfsr.models.official import parse_official
+from llvfsr.priors.types import SOURCE_KINDS
 from sweeps.grids import GRIDS, Grid, evaluated_only, with_official
 from sweeps.presets import PRESETS
 
-SOURCE_KINDS = ("mask", "depth", "caption", "description", "landmarks")
+SCALES = (8, 16)  # the paper's up-scaling factors
+DEFAULT_SCALE = 8  # of a grid that names no scales
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,8 +37,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--grid", required=True, choices=sorted(GRIDS), help="; ".join(f"{g.name}: {g.summary}" for g in GRIDS.values())
     )
-    p.add_argument("--scale", type=int, choices=(8, 16), default=8, help="up-scaling factor (table1 runs both)")
-    p.add_argument("--only-scale", type=int, choices=(8, 16), default=None, help="table1: run only this scale")
+    p.add_argument(
+        "--scale",
+        default=None,
+        help="up-scaling factor(s), comma-separated: 8, 16 or 8,16 (default: the grid's own, table1 8,16; else 8)",
+    )
+    p.add_argument("--only-scale", default=None, help=argparse.SUPPRESS)  # gone: an error that names --scale
     p.add_argument(
         "--data",
         default=None,
@@ -66,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db)"
     )
     p.add_argument("--experiment", default="llvfsr", help="MLflow experiment name")
-    p.add_argument("--name", default=None, help="sweep name (default: GRID-xSCALE[-synthetic])")
+    p.add_argument("--name", default=None, help="sweep name (default: GRID-xSCALES[-PRESET], e.g. table1-x8x16-smoke)")
     p.add_argument("--source", action="append", metavar="KIND=NAME", help="prior source, e.g. mask=sam (real data)")
     p.add_argument("--text-pretrained", default=None, help="CLIP weights: open_clip tag or local path")
     p.add_argument(
@@ -99,6 +105,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="restore the sweep and finish only unfinished trials")
     p.add_argument("--dry-run", action="store_true", help="print the trials and their resources, run nothing")
     args = p.parse_args(argv)
+    if args.only_scale is not None:
+        p.error(
+            f"--only-scale is gone: the scale has one flag, --scale {args.only_scale} (runs only x{args.only_scale})"
+        )
+    args.scales = GRIDS[args.grid].scales or (DEFAULT_SCALE,)
+    if args.scale is not None:
+        try:
+            args.scales = tuple(dict.fromkeys(int(s) for s in args.scale.split(",")))
+        except ValueError:
+            p.error(f"--scale must be 8, 16 or 8,16, got {args.scale!r}")
+        if not args.scales or not set(args.scales) <= set(SCALES):
+            p.error(f"--scale must be 8, 16 or 8,16, got {args.scale!r}")
+    if GRIDS[args.grid].search and len(args.scales) > 1:
+        p.error(f"--grid {args.grid} tunes one scale: give --scale 8 or --scale 16")
     if args.seeds < 1 or args.trials < 1 or args.workers_per_trial < 1:
         p.error("--seeds, --trials and --workers-per-trial must be >= 1")
     if args.gpus_per_trial != "auto":
@@ -139,7 +159,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig, str]:
     preset_name = "paper" if args.data else args.preset or grid.preset or "synthetic"
     preset = PRESETS[preset_name]
-    data = dataclasses.replace(preset.data, scale=args.scale, **args.sources)
+    data = dataclasses.replace(preset.data, scale=args.scales[0], **args.sources)
     if args.data:
         data = dataclasses.replace(data, dataset=str(Path(args.data).absolute()))
     if args.text_pretrained:
@@ -160,8 +180,8 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
     return ExperimentConfig(data=data, train=train), preset_name
 
 
-def gpus_per_trial(value, grid: Grid, scale: int) -> float:
-    """'auto': none without a GPU; else the benchmark's packing fraction (`llvfsr.bench_project.auto_gpu_fraction`,
+def gpus_per_trial(value, grid: Grid) -> float:
+    """'auto': none without a GPU; else the benchmark's packing fraction (`sweeps.resources.auto_gpu_fraction`,
     1.0 when no GPU benchmark exists), the largest over the grid's models so that every trial fits."""
     if value != "auto":
         return float(value)
@@ -169,15 +189,15 @@ def gpus_per_trial(value, grid: Grid, scale: int) -> float:
 
     if not torch.cuda.is_available():
         return 0.0
-    from llvfsr.bench_project import auto_gpu_fraction
+    from sweeps.resources import auto_gpu_fraction
 
-    return max(auto_gpu_fraction(v.model, s) for v in grid.variants for s in (grid.scales or (scale,)))
+    return max(auto_gpu_fraction(v.model, s) for v in grid.variants for s in grid.scales)
 
 
 def trial_rows(grid: Grid, args: argparse.Namespace) -> list[dict]:
-    scales = grid.scales or (args.scale,)
+    scales = grid.scales
     if grid.search:
-        return [{"variant": f"{args.model} (optuna)", "scale": args.scale, "seed": "-", "trials": args.trials}]
+        return [{"variant": f"{args.model} (optuna)", "scale": scales[0], "seed": "-", "trials": args.trials}]
     return [
         {"variant": v.name, "model": v.model, "scale": s, "seed": seed}
         for v in grid.variants
@@ -192,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     grid = with_official(GRIDS[args.grid], args.official)
     if grid.search:
         grid = dataclasses.replace(grid, variants=(dataclasses.replace(grid.variants[0], model=args.model),))
-    if args.only_scale is not None:
-        grid = dataclasses.replace(grid, scales=(args.only_scale,))
-        args.scale = args.only_scale
+    grid = dataclasses.replace(grid, scales=args.scales)  # what runs: --scale, else the grid's own
     if args.only:
         names = set(args.only.split(","))
         unknown = names - {v.name for v in grid.variants}
@@ -207,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         grid = dataclasses.replace(grid, variants=tuple(v for v in grid.variants if v.name in names))
     base, preset_name = base_config(args, grid)
-    gpus = gpus_per_trial(args.gpus_per_trial, grid, args.scale)
+    gpus = gpus_per_trial(args.gpus_per_trial, grid)
     rows = trial_rows(grid, args)
     print(f"grid {grid.name}: {grid.summary}")
     print(

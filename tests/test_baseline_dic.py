@@ -168,7 +168,7 @@ def test_merge_heatmaps_to_parts_normalises_peaks_and_groups_landmarks():
 
 def _synthetic_split(n: int, hr: int, split: str):
     from llvfsr.data.datasets import SyntheticFaces
-    from llvfsr.data.loading import SplitData
+    from llvfsr.trial_data import SplitData
 
     faces = SyntheticFaces(split, n=n, hr_size=hr)
     images = torch.from_numpy(np.stack([faces.load_hr(i) for i in range(n)])).permute(0, 3, 1, 2).contiguous()

@@ -20,8 +20,9 @@ def n_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("scale", [8, 16])
-def test_paper_model_super_resolves_to_256_at_x8_and_x16(scale):
+@pytest.mark.parametrize("scale", [8])
+def test_paper_model_starts_near_its_bicubic_input(scale):
+    """Shapes, priors and gradients at x8 and x16: tests/test_models.py (the registry's contract)."""
     torch.manual_seed(0)
     model = build("sfmnet", scale=scale).eval()
     lr = torch.rand(1, 3, 256 // scale, 256 // scale)

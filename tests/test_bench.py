@@ -1,4 +1,4 @@
-"""`python -m llvfsr.bench`: the CSV's counts against direct counts, the projection arithmetic, GPU packing, errors."""
+"""`python -m bench`: the CSV's counts against direct counts, the projection arithmetic, GPU packing, errors."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from llvfsr import bench
-from llvfsr.bench import build_for_bench, random_inputs
-from llvfsr.bench_measure import MemoryMeter, bf16_peak_tflops, flop_counter
-from llvfsr.bench_project import BenchRow, project_grid, read_csv, trial_hours, write_csv
+import bench.__main__ as bench_cli
+from bench import measure
+from bench.measure import build_for_bench, random_inputs
+from bench.rows import BenchRow, format_table, read_csv, write_csv
+from llvfsr.measure import MemoryMeter, bf16_peak_tflops, flop_counter
 from llvfsr.models import list_models
 from llvfsr.models.registry import _REGISTRY, ModelEntry
 from llvfsr.train import pixel_loss
+from sweeps.resources import auto_gpu_fraction, project_grid, trial_hours
 
 HR, BATCH, MODELS = 32, 2, ("srcnn", "llvfsr-model1")
 
@@ -22,7 +24,7 @@ HR, BATCH, MODELS = 32, 2, ("srcnn", "llvfsr-model1")
 @pytest.fixture(scope="module")
 def bench_csv(tmp_path_factory):
     path = tmp_path_factory.mktemp("bench") / "bench.csv"
-    code = bench.main(["--models", ",".join(MODELS), "--scales", "8", "--hr-size", str(HR), "--batch", str(BATCH),
+    code = bench_cli.main(["--models", ",".join(MODELS), "--scales", "8", "--hr-size", str(HR), "--batch", str(BATCH),
                        "--steps", "1", "--device", "cpu", "--csv", str(path)])  # fmt: skip
     assert code == 0
     return read_csv(path)
@@ -84,7 +86,7 @@ def test_flop_counter_conv_backward_is_twice_the_forward(groups):
 
 def test_bad_model_name_exits_2_listing_valid_names(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(["--models", "srcnn,not-a-model"])
+        bench_cli.main(["--models", "srcnn,not-a-model"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "not-a-model" in err and all(name in err for name in list_models())
@@ -92,11 +94,11 @@ def test_bad_model_name_exits_2_listing_valid_names(capsys):
 
 def test_broken_model_becomes_an_error_row(monkeypatch):
     monkeypatch.setitem(_REGISTRY, "broken", ModelEntry("broken", "baselines.no_such_module:build", "test"))
-    settings = bench.BenchSettings(device="cpu", hr_size=HR, batch=BATCH, steps=1, warmup=1)
-    rows = bench.run_bench(["broken", "srcnn"], [8], settings, fast=False)
+    settings = measure.BenchSettings(device="cpu", hr_size=HR, batch=BATCH, steps=1, warmup=1)
+    rows = measure.run_bench(["broken", "srcnn"], [8], settings, fast=False)
     assert rows[0].error.startswith("ModuleNotFoundError") and rows[0].train_images_s is None
     assert rows[1].error == "" and rows[1].train_images_s > 0
-    assert "broken x8 fp32: ModuleNotFoundError" in bench.format_table(rows)
+    assert "broken x8 fp32: ModuleNotFoundError" in format_table(rows)
 
 
 def fake_rows(train: float, infer: float) -> list[BenchRow]:
@@ -109,7 +111,7 @@ def fake_rows(train: float, infer: float) -> list[BenchRow]:
 def test_project_prints_hours_from_given_images_per_second(tmp_path, capsys):
     path = tmp_path / "given.csv"
     write_csv(fake_rows(train=100.0, infer=500.0), path)
-    assert bench.main(["--project", "ablation", "--from-csv", str(path), "--seeds", "3", "--scales", "8"]) == 0
+    assert bench_cli.main(["--project", "ablation", "--from-csv", str(path), "--seeds", "3", "--scales", "8"]) == 0
     out = capsys.readouterr().out
     per_trial = (30 * 24_000 / 100.0 + 6_000 / 500.0) / 3600  # 2.0033 h
     assert trial_hours(100.0, 500.0) == pytest.approx(per_trial)
@@ -123,7 +125,7 @@ def test_project_table1_counts_missing_models_and_untrained_bicubic(tmp_path, ca
                                                               infer_images_s=10.0)]  # fmt: skip
     path = tmp_path / "given.csv"
     write_csv(rows, path)
-    bench.main(["--project", "table1", "--from-csv", str(path)])
+    bench_cli.main(["--project", "table1", "--from-csv", str(path)])
     out = capsys.readouterr().out
     bicubic_x8 = next(line for line in out.splitlines() if line.startswith("bicubic") and " 8 " in line)
     assert f"{6_000 / 10.0 / 3600:.2f}" in bicubic_x8 and "evaluated only" in bicubic_x8
@@ -145,24 +147,24 @@ def packing_csv(tmp_path, peak_mib: float, mfu: float | None):
 
 def test_auto_gpu_fraction_packs_by_memory_and_utilisation(tmp_path, fake_gpu):
     # 80% of 80 GiB = 65,536 MiB: six trials of 9,000 + 1,024 MiB fit; MFU 0.05 leaves room for eight before 0.4.
-    assert bench.auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 9_000, 0.05)) == pytest.approx(1 / 6)
-    assert bench.auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 10_000, 0.05)) == pytest.approx(1 / 5)
+    assert auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 9_000, 0.05)) == pytest.approx(1 / 6)
+    assert auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 10_000, 0.05)) == pytest.approx(1 / 5)
     # memory for 32 trials, but MFU 0.1 allows four; capped at PACK_MAX_TRIALS otherwise
-    assert bench.auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 1_000, 0.1)) == pytest.approx(1 / 4)
-    assert bench.auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 1_000, 0.001)) == pytest.approx(1 / 8)
+    assert auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 1_000, 0.1)) == pytest.approx(1 / 4)
+    assert auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 1_000, 0.001)) == pytest.approx(1 / 8)
     # a busy GPU (MFU 0.3) or a large model (40 GiB) gets a whole GPU
-    assert bench.auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 1_000, 0.3)) == 1.0
-    assert bench.auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 40_000, 0.01)) == 1.0
+    assert auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 1_000, 0.3)) == 1.0
+    assert auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 40_000, 0.01)) == 1.0
 
 
 def test_auto_gpu_fraction_defaults_to_a_whole_gpu(tmp_path, monkeypatch, fake_gpu):
     path = packing_csv(tmp_path, 10_000, 0.05)
-    assert bench.auto_gpu_fraction("llvfsr", 16, path) == 1.0  # no row for x16
-    assert bench.auto_gpu_fraction("srcnn", 8, path) == 1.0  # no row for the model
-    assert bench.auto_gpu_fraction("llvfsr", 8, tmp_path / "missing.csv") == 1.0
-    assert bench.auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 10_000, None)) == 1.0  # unknown GPU: no MFU
+    assert auto_gpu_fraction("llvfsr", 16, path) == 1.0  # no row for x16
+    assert auto_gpu_fraction("srcnn", 8, path) == 1.0  # no row for the model
+    assert auto_gpu_fraction("llvfsr", 8, tmp_path / "missing.csv") == 1.0
+    assert auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 10_000, None)) == 1.0  # unknown GPU: no MFU
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert bench.auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 10_000, 0.05)) == 1.0
+    assert auto_gpu_fraction("llvfsr", 8, packing_csv(tmp_path, 10_000, 0.05)) == 1.0
 
 
 @pytest.mark.parametrize(("name", "peak"), [("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0),
@@ -185,7 +187,7 @@ def test_memory_meter_sees_a_cpu_allocation():
 
 @pytest.mark.parametrize("name", MODELS)
 def test_count_only_on_meta_equals_a_real_cpu_count(name):
-    row = bench.count_model(name, 8, HR, batch=BATCH)
+    row = measure.count_model(name, 8, HR, batch=BATCH)
     forward, train, _ = direct_counts(name)
     assert row.device == "meta" and row.error == ""
     assert row.params == sum(p.numel() for p in build_for_bench(name, 8, HR).parameters())
@@ -194,7 +196,7 @@ def test_count_only_on_meta_equals_a_real_cpu_count(name):
 
 
 def test_count_only_falls_back_to_the_cpu(monkeypatch):
-    real_build = bench.build_for_bench
+    real_build = measure.build_for_bench
 
     def no_meta(name, scale, hr_size):  # a model with an op that has no meta kernel
         model = real_build(name, scale, hr_size)
@@ -202,8 +204,8 @@ def test_count_only_falls_back_to_the_cpu(monkeypatch):
             raise NotImplementedError("no meta kernel")
         return model
 
-    monkeypatch.setattr(bench, "build_for_bench", no_meta)
-    row = bench.count_model("srcnn", 8, HR, batch=BATCH)
+    monkeypatch.setattr(measure, "build_for_bench", no_meta)
+    row = measure.count_model("srcnn", 8, HR, batch=BATCH)
     assert row.device == "cpu" and row.error == "" and row.gflops_forward == pytest.approx(direct_counts("srcnn")[0])
 
 
@@ -223,5 +225,5 @@ def test_project_path_picks_fp32_fast_or_the_faster():
                                   ["--from-csv", "x.csv"], ["--count-only", "--project", "smoke"]])  # fmt: skip
 def test_bad_arguments_exit_2(argv):
     with pytest.raises(SystemExit) as exit_info:
-        bench.main(argv)
+        bench_cli.main(argv)
     assert exit_info.value.code == 2

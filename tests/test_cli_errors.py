@@ -160,7 +160,7 @@ def test_sr_names_a_truncated_checkpoint(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def mask_checkpoint(tmp_path_factory):
     """A tiny LLV-FSR with only the mask branch, trained one epoch on synthetic faces (HR 32, x8)."""
-    from llvfsr.data.loading import ensure_priors
+    from llvfsr.priors.ensure import ensure_priors
     from llvfsr.train import train
 
     root = tmp_path_factory.mktemp("sr")
@@ -266,7 +266,7 @@ def test_figures_unreachable_tracking_server(capsys):
 
 
 def test_bench_damaged_csv(tmp_path, capsys):
-    from llvfsr.bench import main
+    from bench.__main__ import main
 
     (tmp_path / "bench.csv").write_text("model,scale,params\nllvfsr,eight,1\n")
     assert main(["--project", "smoke", "--from-csv", str(tmp_path / "bench.csv")]) == 1

@@ -47,7 +47,7 @@ def test_synthetic_landmark_boxes_hold_the_eyes_and_mouth():
 
 def test_synthetic_landmarks_from_recorded_params():
     from llvfsr.config import DataConfig, ExperimentConfig, flatten
-    from llvfsr.data.loading import open_split
+    from llvfsr.data.splits import open_split
 
     data = DataConfig(dataset="synthetic", hr_size=32, test_n=3, data_seed=4)
     params = flatten(ExperimentConfig(data=data))

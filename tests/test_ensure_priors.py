@@ -4,7 +4,7 @@ import torch
 from tiny import flip_a_byte, tiny_synthetic_data
 
 from llvfsr.config import DataConfig
-from llvfsr.data.loading import ensure_priors, open_store
+from llvfsr.priors.ensure import ensure_priors, open_store
 from llvfsr.priors.store import PriorStore
 
 FIELDS = {"mask", "caption"}

@@ -16,11 +16,11 @@ import torch
 import torch.nn.functional as F
 from tiny import tiny_synthetic_data
 
-from llvfsr.bench import random_inputs
+from bench.measure import random_inputs
 from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from llvfsr.data.loading import ensure_priors
 from llvfsr.models import build
 from llvfsr.models.blocks import LayerNorm2d
+from llvfsr.priors.ensure import ensure_priors
 from llvfsr.train import make_autocast, train, train_step
 
 CPU = torch.device("cpu")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from analysis.figures import main, priors_figure
+from llvfsr.data.degrade import lr_faces
 from llvfsr.data.synthetic import colourise_mask, render_face
-from llvfsr.priors.extract import lr_faces
+from llvfsr.priors.extract import extract_priors
 from llvfsr.priors.sources import make_source
 from llvfsr.priors.store import PriorStore
 
@@ -40,7 +41,7 @@ class TinySyntheticFaces:
 def make_store(root, kinds=("mask", "depth", "caption", "description")):
     data = TinySyntheticFaces()
     store = PriorStore.open(root, data, scale=SCALE, shard_size=4)
-    store.extract(data, {k: make_source(k, "synthetic") for k in kinds}, progress=False)
+    extract_priors(store, data, {k: make_source(k, "synthetic") for k in kinds}, progress=False)
     return store, data
 
 
@@ -75,7 +76,7 @@ def test_cli_writes_png(tmp_path):
 
     data = open_dataset("synthetic", "test", n=5, hr_size=HR)
     store = PriorStore.open(tmp_path / "store", data, scale=SCALE)
-    store.extract(data, {k: make_source(k, "synthetic") for k in ("mask", "depth", "caption", "description")},
+    extract_priors(store, data, {k: make_source(k, "synthetic") for k in ("mask", "depth", "caption", "description")},
                   progress=False)  # fmt: skip
     out = tmp_path / "fig4.png"
     assert main(["priors", "--store", str(store.directory), "--n", "3", "--out", str(out)]) == 0

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import gpu_check_summary as summary  # noqa: E402
 from gpu_check_runs import prepare  # noqa: E402
 
-from llvfsr.bench_project import BenchRow, read_csv, write_csv  # noqa: E402
+from bench.rows import BenchRow, read_csv, write_csv  # noqa: E402
 
 ABSENT_ON_GPU = ("ray", "mlflow", "open_clip", "lpips", "pyiqa", "deepface")
 BLOCKER = f"""
@@ -133,9 +133,9 @@ def blocker(tmp_path_factory) -> dict[str, str]:
 
 def test_check_code_imports_without_the_absent_packages(blocker):
     """The quick guard (the whole rehearsal is a slow test): every module the check runs imports."""
-    code = ("import llvfsr.bench, llvfsr.bench_project, llvfsr.train, llvfsr.data.loading, llvfsr.evaluate, "
-            "sweeps.grids, gpu_check_runs, gpu_check_summary, gpu_check_train; "
-            "from llvfsr.data.loading import text_width; from llvfsr.config import DataConfig; "
+    code = ("import bench.__main__, sweeps.resources, llvfsr.train, llvfsr.trial_data, llvfsr.priors.ensure, "
+            "llvfsr.evaluate, sweeps.grids, gpu_check_runs, gpu_check_summary, gpu_check_train; "
+            "from llvfsr.priors.text_encoder import text_width; from llvfsr.config import DataConfig; "
             "print(text_width(DataConfig(text_encoder='tiny')))")  # fmt: skip
     env = {**blocker, "PYTHONPATH": f"{blocker['PYTHONPATH']}:{REPO}:{REPO / 'scripts'}"}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO)

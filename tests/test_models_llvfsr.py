@@ -1,4 +1,6 @@
-"""LLV-FSR and its ablation variants: every registered variant builds and trains; ablations really lack their branch."""
+"""LLV-FSR and its ablation variants: ablations really lack their branch, each prior reaches the output.
+
+That every variant builds, runs and trains at x8 and x16 is the registry's contract (tests/test_models.py)."""
 
 import dataclasses
 
@@ -29,20 +31,6 @@ def make_priors(batch: int, hr: int, seed: int = 0, text_dim: int = 16, tokens: 
         caption=text(),
         description=text(),
     )
-
-
-@pytest.mark.parametrize("name", LLVFSR_VARIANTS)
-@pytest.mark.parametrize("scale", [8, 16])
-def test_variant_forward_backward(name, scale):
-    torch.manual_seed(0)
-    model = build(name, scale=scale, **TINY)
-    lr = torch.rand(2, 3, 32 // scale, 32 // scale)
-    sr = model(lr, make_priors(2, 32))
-    assert sr.shape == (2, 3, 32, 32)
-    assert torch.isfinite(sr).all()
-    sr.abs().mean().backward()
-    for pname, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name}: no finite gradient for {pname}"
 
 
 @pytest.mark.parametrize("prior", BRANCHES)

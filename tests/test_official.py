@@ -322,7 +322,7 @@ def test_table1_sweep_shows_an_authors_weights_row(tmp_path, capsys, monkeypatch
     release = _official_file(tmp_path, state)
     monkeypatch.chdir(tmp_path)  # the preset's prior store lives in ./priors_cache
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    argv = ["--grid", "table1", "--preset", "smoke", "--only-scale", "8", "--only", "bicubic,wfen (authors)"]
+    argv = ["--grid", "table1", "--preset", "smoke", "--scale", "8", "--only", "bicubic,wfen (authors)"]
     argv += ["--official", f"wfen={release}", "--storage", str(tmp_path / "ray"), "--tracking-uri", uri]
     try:
         assert sweep_main([*argv, "--experiment", "official"]) == 0

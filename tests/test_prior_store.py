@@ -13,6 +13,7 @@ from tiny import flip_a_byte
 from llvfsr.data.degrade import degrade_bicubic
 from llvfsr.priors import Priors, PriorStore, PriorStoreError
 from llvfsr.priors.__main__ import main
+from llvfsr.priors.extract import extract_priors
 from llvfsr.priors.sources import make_source, source_names
 from llvfsr.priors.sources.synthetic import (
     SyntheticCaption,
@@ -113,7 +114,7 @@ def test_extract_and_load_match_the_exact_priors(tmp_path, encoder):
     dataset = FakeFaces()
     store = open_store(tmp_path, dataset)
     sources = make_sources()
-    computed = store.extract(dataset, sources, encoder, batch_size=3, progress=False)
+    computed = extract_priors(store, dataset, sources, encoder, batch_size=3, progress=False)
     assert computed == {f: 3 for f in ("mask", "depth", "landmarks", "caption_text", "description_text",
                                        "caption_emb", "description_emb")}  # fmt: skip
     assert store.directory.relative_to(tmp_path).parts[1:] == ("train", "x8")
@@ -163,31 +164,31 @@ def test_interrupted_extraction_resumes_with_only_missing_shards(tmp_path):
     store = open_store(tmp_path, dataset)
     crashing = make_sources(("mask", "depth"), mask={"fail_after": 2})  # one call per shard: crash in shard 2
     with pytest.raises(RuntimeError, match="simulated crash"):
-        store.extract(dataset, crashing, batch_size=SHARD, progress=False)
+        extract_priors(store, dataset, crashing, batch_size=SHARD, progress=False)
     state = open_store(tmp_path, dataset).status()
     assert (state["mask"]["shards_done"], state["depth"]["shards_done"]) == (2, 2)
 
     resumed = make_sources(("mask", "depth"))
     store = open_store(tmp_path, dataset)
-    assert store.extract(dataset, resumed, batch_size=SHARD, progress=False) == {"mask": 1, "depth": 1}
+    assert extract_priors(store, dataset, resumed, batch_size=SHARD, progress=False) == {"mask": 1, "depth": 1}
     assert resumed["mask"].indices == list(range(8, 12)) and resumed["depth"].indices == list(range(8, 12))
     loaded = store.load({"mask"})
     assert torch.equal(loaded.mask, torch.from_numpy(np.stack([dataset.exact_priors(i).mask for i in range(N)])).long())
 
     again = make_sources(("mask", "depth"))
-    assert store.extract(dataset, again, progress=False) == {"mask": 0, "depth": 0}
+    assert extract_priors(store, dataset, again, progress=False) == {"mask": 0, "depth": 0}
     assert again["mask"].calls == again["depth"].calls == 0
 
 
 def test_changed_source_recomputes_only_what_it_produced(tmp_path, encoder):
     dataset = FakeFaces()
     store = open_store(tmp_path, dataset)
-    store.extract(dataset, make_sources(("mask", "depth", "caption", "description")), encoder, progress=False)
+    extract_priors(store, dataset, make_sources(("mask", "depth", "caption", "description")), encoder, progress=False)
     identity = {p.relative_to(store.directory): (p.stat().st_ino, p.stat().st_mtime_ns)
                 for p in store.directory.rglob("shard_*")}  # fmt: skip
 
     changed = make_sources(("mask", "depth", "caption", "description"), caption={"tag": "v2"})
-    computed = store.extract(dataset, changed, encoder, progress=False)
+    computed = extract_priors(store, dataset, changed, encoder, progress=False)
     assert computed == {"mask": 0, "depth": 0, "caption_text": 3, "description_text": 0,
                         "caption_emb": 3, "description_emb": 0}  # fmt: skip
     assert changed["caption"].calls == 3 and changed["mask"].calls == changed["description"].calls == 0
@@ -202,15 +203,15 @@ def test_changed_source_recomputes_only_what_it_produced(tmp_path, encoder):
     # A new text encoder recomputes the embeddings only; a changed text source without an encoder drops its
     # now stale embeddings.
     other = ClipTextEncoder(pretrained=None, allow_random=True, seed=1, model_cfg=tiny_clip_config())
-    assert store.extract(dataset, {}, other, progress=False) == {"caption_emb": 3, "description_emb": 3}
-    store.extract(dataset, make_sources(("description",), description={"tag": "v3"}), None, progress=False)
+    assert extract_priors(store, dataset, {}, other, progress=False) == {"caption_emb": 3, "description_emb": 3}
+    extract_priors(store, dataset, make_sources(("description",), description={"tag": "v3"}), None, progress=False)
     assert "description_emb" not in store.status() and store.status()["caption_emb"]["complete"]
 
 
 def test_damaged_shards_are_detected_and_recomputed(tmp_path):
     dataset = FakeFaces()
     store = open_store(tmp_path, dataset)
-    store.extract(dataset, make_sources(("mask", "depth")), progress=False)
+    extract_priors(store, dataset, make_sources(("mask", "depth")), progress=False)
     corrupt = store.directory / "depth" / "shard_00001.npz"
     flip_a_byte(corrupt)
     with pytest.raises(PriorStoreError, match="shard_00001.npz.*checksum"):
@@ -227,7 +228,7 @@ def test_damaged_shards_are_detected_and_recomputed(tmp_path):
     assert main(["verify", "--out", str(tmp_path)]) == 1
 
     again = make_sources(("mask", "depth"))
-    assert store.extract(dataset, again, progress=False) == {"mask": 1, "depth": 1}
+    assert extract_priors(store, dataset, again, progress=False) == {"mask": 1, "depth": 1}
     assert again["depth"].indices == [4, 5, 6, 7] and again["mask"].indices == [8, 9, 10, 11]
     assert store.verify() == [] and main(["verify", "--out", str(tmp_path)]) == 0
 
@@ -238,7 +239,7 @@ def test_damaged_shards_are_detected_and_recomputed(tmp_path):
 
 def test_mismatched_store_names_the_differing_field(tmp_path):
     store = open_store(tmp_path)
-    store.extract(FakeFaces(), make_sources(("mask",)), progress=False)
+    extract_priors(store, FakeFaces(), make_sources(("mask",)), progress=False)
     # Variants of a dataset get their own stores side by side ...
     bigger, reseeded = open_store(tmp_path, FakeFaces(n=16)), open_store(tmp_path, FakeFaces(seed=1))
     assert len({store.directory, bigger.directory, reseeded.directory}) == 3
@@ -262,7 +263,7 @@ def test_mismatched_store_names_the_differing_field(tmp_path):
 def test_random_text_encoder_is_recorded_in_the_manifest(tmp_path, encoder):
     dataset = FakeFaces(n=4)
     store = open_store(tmp_path, dataset)
-    store.extract(dataset, make_sources(("caption",)), encoder, progress=False)
+    extract_priors(store, dataset, make_sources(("caption",)), encoder, progress=False)
     manifest = json.loads((store.directory / "manifest.json").read_text())
     assert manifest["fields"]["caption_emb"]["source"]["random_init"] is True
     assert store.status()["caption_emb"]["random_init"] is True

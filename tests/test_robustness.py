@@ -16,10 +16,12 @@ from llvfsr.counterfactual import (
     next_colour,
 )
 from llvfsr.data.datasets import SyntheticFaces
-from llvfsr.data.loading import ensure_priors, load_split, make_text_encoder
 from llvfsr.data.synthetic import render_face
 from llvfsr.data.synthetic_attributes import ATTRIBUTES
+from llvfsr.priors.ensure import ensure_priors
+from llvfsr.priors.text_encoder import make_text_encoder
 from llvfsr.tracking import client, ensure_experiment
+from llvfsr.trial_data import load_split
 
 FIELDS = {"mask", "depth", "caption", "description"}
 

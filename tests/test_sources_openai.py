@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from llvfsr.priors.extract import extract_priors
 from llvfsr.priors.sources import ItemContext, make_source
 from llvfsr.priors.sources.vlm_openai import DescriptionAPIError, OpenAIDescription, load_prompt
 
@@ -218,10 +219,12 @@ def test_store_keeps_finished_shards_when_the_api_fails(tmp_path):
     replies = [("ok", f"first run {k}") for k in range(2)] + [("status", 500)]
     with FakeServer(replies) as server:
         with pytest.raises(DescriptionAPIError, match="HTTP 500"):
-            store.extract(data, {"description": source(server.url, max_retries=1)}, batch_size=2, progress=False)
+            extract_priors(
+                store, data, {"description": source(server.url, max_retries=1)}, batch_size=2, progress=False
+            )
         assert store.shard_done("description_text", 0) and not store.shard_done("description_text", 1)
         server.script, server.requests = [("ok", "second run")], []  # the endpoint is back (same URL, same source)
         store = PriorStore.open(tmp_path, data, scale=8, shard_size=2)
-        store.extract(data, {"description": source(server.url, max_retries=1)}, batch_size=2, progress=False)
+        extract_priors(store, data, {"description": source(server.url, max_retries=1)}, batch_size=2, progress=False)
     assert len(server.requests) == 4  # only the two unfinished shards were asked for again
     assert store.texts("description") == ["first run 0", "first run 1"] + ["second run"] * 4

@@ -54,7 +54,7 @@ def trial_runs(tmp: Path, **tag_filters) -> list:
 
 def damage_a_prior_shard() -> Path:
     """Extract the smoke grid's priors in the working directory, then flip one byte of a mask shard."""
-    from llvfsr.data.loading import ensure_priors, open_store
+    from llvfsr.priors.ensure import ensure_priors, open_store
     from sweeps.run import base_config, parse_args
 
     base, _ = base_config(parse_args(["--grid", "smoke"]), GRIDS["smoke"])
@@ -359,6 +359,9 @@ def test_bad_command_lines_exit_2(capsys):
         ["--grid", "smoke", "--data", "/no/such/dir"],
         ["--grid", "table1", "--preset", "paper"],
         ["--grid", "table1", "--preset", "smoke", "--data", "."],
+        ["--grid", "smoke", "--scale", "8,x"],
+        ["--grid", "hpo", "--scale", "8,16"],
+        ["--grid", "table1", "--only-scale", "8"],
     ):
         with pytest.raises(SystemExit) as error:
             sweep_main(argv)
@@ -375,6 +378,24 @@ def test_dry_run_lists_trials(capsys):
     assert sweep_main(["--grid", "table1", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "18 trial(s): 16 trained, 2 evaluated only" in out and "variant=wfen  model=wfen  scale=16" in out
+
+
+def test_the_scale_has_one_flag_and_the_sweep_name_says_what_ran(capsys):
+    """--scale takes one or more factors, the grid's own are the default; --only-scale names its replacement."""
+    from sweeps.launch import sweep_name
+    from sweeps.run import parse_args
+
+    assert sweep_main(["--grid", "table1", "--scale", "8", "--dry-run"]) == 0
+    assert "9 trial(s)" in capsys.readouterr().out
+    assert sweep_main(["--grid", "ablation", "--scale", "8,16", "--dry-run"]) == 0
+    assert "14 trial(s)" in capsys.readouterr().out
+    assert parse_args(["--grid", "table1"]).scales == (8, 16) and parse_args(["--grid", "ablation"]).scales == (8,)
+    assert sweep_name(GRIDS["table1"], "smoke") == "table1-x8x16-smoke"
+    assert sweep_name(dataclasses.replace(GRIDS["ablation"], scales=(8,)), "synthetic") == "ablation-x8-synthetic"
+    assert sweep_name(dataclasses.replace(GRIDS["table1"], scales=(16,)), None) == "table1-x16"
+    with pytest.raises(SystemExit):
+        parse_args(["--grid", "table1", "--only-scale", "8"])
+    assert "--only-scale is gone: the scale has one flag, --scale 8" in capsys.readouterr().err
 
 
 def test_smoke_sized_table1_ends_in_a_full_table1(tmp_path, capsys, monkeypatch):

@@ -13,7 +13,6 @@ from llvfsr.config import ExperimentConfig, ModelConfig, TrainConfig
 from llvfsr.data import synthetic_text as text
 from llvfsr.data.datasets import SyntheticFaces
 from llvfsr.data.degrade import degrade_bicubic
-from llvfsr.data.loading import ensure_priors
 from llvfsr.data.synthetic import render_face
 from llvfsr.data.synthetic_attributes import (
     ATTRIBUTES,
@@ -23,6 +22,7 @@ from llvfsr.data.synthetic_attributes import (
     confusion,
     iris_axes,
 )
+from llvfsr.priors.ensure import ensure_priors
 
 SEED, N, SIZE = 5, 60, 64
 

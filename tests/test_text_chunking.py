@@ -6,7 +6,7 @@ import torch
 from tiny import tiny_synthetic_data
 
 from llvfsr.config import DataConfig
-from llvfsr.data.loading import ensure_priors, open_store
+from llvfsr.priors.ensure import ensure_priors, open_store
 
 
 @pytest.fixture(autouse=True)

@@ -12,9 +12,9 @@ from tiny import tiny_synthetic_data
 from llvfsr.checkpoint import CheckpointMismatch, load_checkpoint
 from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from llvfsr.data.datasets import SyntheticFaces
-from llvfsr.data.loading import ensure_priors
 from llvfsr.errors import UsageError
 from llvfsr.metrics import psnr
+from llvfsr.priors.ensure import ensure_priors
 from llvfsr.train import TrainHooks, build_model, main, required_fields, train
 
 TINY_MODEL = (("body_down", 2), ("heads", 2), ("num_blocks", 1), ("width", 8))
@@ -210,9 +210,9 @@ def test_sr_cli_super_resolves_with_priors_extracted_on_the_fly(data, tmp_path, 
     import numpy as np
     from PIL import Image
 
-    from llvfsr.data.loading import load_split
+    from llvfsr.data.degrade import make_lr
     from llvfsr.sr import main as sr_main
-    from llvfsr.train import make_lr
+    from llvfsr.trial_data import load_split
 
     config = experiment(data, tmp_path / "run", epochs=1)
     train(config)

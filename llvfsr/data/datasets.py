@@ -1,7 +1,7 @@
 """Face datasets behind one interface: the built-in synthetic faces and folders of real HR faces.
 
 A dataset is a plain indexable collection of uint8 RGB HR faces with stable ids; the trainer loads a whole split
-into memory (`llvfsr.data.loading`), so there is no DataLoader here. `fingerprint()` identifies the data for
+into memory (`llvfsr.trial_data`), so there is no DataLoader here. `fingerprint()` identifies the data for
 the prior-store manifests: two datasets with equal fingerprints hold the same faces in the same order.
 """
 

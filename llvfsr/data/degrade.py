@@ -14,6 +14,7 @@ All float images are float32 RGB NCHW in [0, 1]; uint8 images are what is stored
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -118,3 +119,29 @@ def to_uint8(images: Tensor, channels_last: bool = False) -> Tensor:
     # Quantise in float32 like the reference scripts, so x * 255 rounds identically to theirs.
     out = (images.to(torch.float32) * 255.0).clamp_(0.0, 255.0).round_().to(torch.uint8)
     return out.permute(0, 2, 3, 1).contiguous() if channels_last else out
+
+
+def make_lr(hr: Tensor, scale: int) -> Tensor:
+    """Bicubic LR from HR (design contract), quantised to 8 bits as a stored LR face would be.
+
+    Args:
+        hr: float [B, 3, H, W] RGB in [0, 1].
+        scale: down-sampling factor.
+
+    Returns:
+        float [B, 3, H / scale, W / scale] RGB in [0, 1], on multiples of 1/255.
+    """
+    return degrade_bicubic(hr, scale).clamp_(0, 1).mul_(255).round_().div_(255)
+
+
+def lr_faces(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The LR faces that prior sources see: `make_lr`'s degradation on uint8 arrays.
+
+    Args:
+        hr: uint8 [B, H, W, 3] RGB HR faces.
+        scale: down-sampling factor.
+
+    Returns:
+        uint8 [B, H / scale, W / scale, 3] RGB: antialiased bicubic down-sampling, rounded to uint8.
+    """
+    return to_uint8(degrade_bicubic(to_float(torch.from_numpy(np.ascontiguousarray(hr))), scale), True).numpy()

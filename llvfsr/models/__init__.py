@@ -13,8 +13,9 @@ train loop adds to its pixel loss. The targets it reads are the entry's ``target
 from types import MappingProxyType as _Frozen
 
 from llvfsr.models.registry import ModelEntry, build, get_entry, list_models, register
+from llvfsr.priors.types import PRIOR_KINDS
 
-ALL_PRIORS = frozenset({"mask", "depth", "caption", "description"})
+ALL_PRIORS = frozenset(PRIOR_KINDS)
 
 register(
     ModelEntry(
@@ -42,7 +43,7 @@ register(
         paper_name="Model 2",
     )
 )
-for _prior in ("mask", "depth", "caption", "description"):
+for _prior in PRIOR_KINDS:
     register(
         ModelEntry(
             f"llvfsr-wo-{_prior}",

@@ -7,9 +7,14 @@ the feature resolution of a 256 px face:
   (Zamir et al., CVPR 2022), the block family the authors' WFEN builds on;
 - ``window``: windowed multi-head self-attention with shifted windows on every second block (Swin, Liu et al., ICCV
   2021), the family of SFMNet's and FaceFormer's transformer branches.
+
+The pieces more than one model uses live here too: `LayerNorm2d` (also WFEN) and EDSR's `pixel_shuffle_upsampler`
+(SISN and FaceFormer).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -123,3 +128,14 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.blocks(x)
+
+
+def pixel_shuffle_upsampler(channels: int, scale: int) -> nn.Sequential:
+    """EDSR's up-sampler for a power-of-two scale: log2(scale) stages of conv to 4x channels + pixel shuffle x2."""
+    stages = int(math.log2(scale))
+    if 2**stages != scale:
+        raise ValueError(f"scale must be a power of two, got {scale}")
+    layers: list[nn.Module] = []
+    for _ in range(stages):
+        layers += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2)]
+    return nn.Sequential(*layers)

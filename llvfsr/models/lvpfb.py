@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llvfsr.priors.types import TextEmbedding
+from llvfsr.priors.types import PRIOR_KINDS, TextEmbedding
 
-BRANCHES = ("mask", "depth", "caption", "description")
+BRANCHES = PRIOR_KINDS  # one branch per language-vision prior, in this order
 
 
 class StructureAttention(nn.Module):

@@ -34,7 +34,7 @@ OFFICIAL_FORMATS = {
 # Wrappers the released files use around the state dict (DIC: "state_dict"; GAN-style repos: "netG", "model").
 WRAPPERS = ("state_dict", "netG", "model", "params", "params_ema")
 SHOWN = 5  # keys named per list in a mismatch message
-# Model-config overrides that make `llvfsr.train.build_model` load a release instead of building afresh.
+# Model-config overrides that make `llvfsr.models.from_config.build_model` load a release instead of building afresh.
 OFFICIAL_FORMAT, OFFICIAL_PATH = "official_format", "official_checkpoint"
 AUTHORS_SUFFIX = " (authors)"  # the sweep variant and Table 1 row of a model run on the authors' weights
 
@@ -87,7 +87,8 @@ def parse_official(item: str) -> tuple[str, str]:
 
 
 def official_overrides(name: str, path: str) -> tuple[tuple[str, str], ...]:
-    """The model-config overrides of a run on the release `name` at `path` (see `llvfsr.train.build_model`)."""
+    """The model-config overrides of a run on the release `name` at `path` (see
+    `llvfsr.models.from_config.build_model`)."""
     return ((OFFICIAL_PATH, path), (OFFICIAL_FORMAT, name))
 
 

@@ -19,6 +19,7 @@ from llvfsr.cli import add_source_option_flag, build_source, parse_source_option
 from llvfsr.errors import cli_entry
 from llvfsr.priors.sources import KINDS, source_names
 from llvfsr.priors.store import DEFAULT_SHARD_SIZE, PriorStore, PriorStoreError
+from llvfsr.priors.types import TEXT_KINDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +82,7 @@ def _make_sources(args: argparse.Namespace, device: str | None) -> dict[str, Any
 def _extract(args: argparse.Namespace) -> int:
     import torch
 
+    from llvfsr.priors.extract import extract_priors
     from llvfsr.priors.text_encoder import ClipTextEncoder
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -91,11 +93,13 @@ def _extract(args: argparse.Namespace) -> int:
         print("nothing to extract: choose at least one source (--mask, --depth, ...)", file=sys.stderr)
         return 2
     encoder = None
-    if args.text_encoder != "none" and {"caption", "description"} & set(sources):
+    if args.text_encoder != "none" and set(TEXT_KINDS) & set(sources):
         encoder = ClipTextEncoder(args.text_encoder, args.text_pretrained, allow_random=args.allow_random_text_encoder,
                                   device=device)  # fmt: skip
     try:
-        computed = store.extract(dataset, sources, encoder, batch_size=args.batch_size, progress=not args.no_progress)
+        computed = extract_priors(
+            store, dataset, sources, encoder, batch_size=args.batch_size, progress=not args.no_progress
+        )
     finally:
         for source in sources.values():
             source.close()

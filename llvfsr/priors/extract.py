@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from llvfsr.data.degrade import degrade_bicubic, to_float, to_uint8
+from llvfsr.data.degrade import lr_faces
 from llvfsr.priors.sources.base import ItemContext, PriorSource
 from llvfsr.priors.store import EMBEDDING_OF_TEXT, FIELD_OF_KIND, FIELDS, PriorStore, PriorStoreError, normalise
 from llvfsr.priors.text_encoder import ClipTextEncoder
@@ -31,19 +31,6 @@ logger = logging.getLogger(__name__)
 
 # Recorded with every image-derived field: a change of the LR the sources see invalidates what they produced.
 LR_DEGRADATION = "llvfsr.data.degrade.degrade_bicubic+uint8"
-
-
-def lr_faces(hr: np.ndarray, scale: int) -> np.ndarray:
-    """The LR faces that prior sources see.
-
-    Args:
-        hr: uint8 [B, H, W, 3] RGB HR faces.
-        scale: down-sampling factor.
-
-    Returns:
-        uint8 [B, H / scale, W / scale, 3] RGB: antialiased bicubic down-sampling, rounded to uint8.
-    """
-    return to_uint8(degrade_bicubic(to_float(torch.from_numpy(np.ascontiguousarray(hr))), scale), True).numpy()
 
 
 def _peak_rss_mib() -> float:

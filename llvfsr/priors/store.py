@@ -28,18 +28,14 @@ import os
 import re
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from llvfsr.errors import UserError
 from llvfsr.priors.text_encoder import pad_tokens
-from llvfsr.priors.types import Priors, TextEmbedding
-
-if TYPE_CHECKING:
-    from llvfsr.priors.sources.base import PriorSource
-    from llvfsr.priors.text_encoder import ClipTextEncoder
+from llvfsr.priors.types import SOURCE_KINDS, TEXT_KINDS, Priors, TextEmbedding
 
 FORMAT_VERSION = 1
 DEFAULT_SHARD_SIZE = 256
@@ -50,7 +46,6 @@ FIELDS: tuple[str, ...] = (
 FIELD_OF_KIND = {"mask": "mask", "depth": "depth", "landmarks": "landmarks",
                  "caption": "caption_text", "description": "description_text"}  # fmt: skip
 EMBEDDING_OF_TEXT = {"caption_text": "caption_emb", "description_text": "description_emb"}
-LOADABLE: tuple[str, ...] = ("mask", "depth", "caption", "description", "landmarks")  # the `Priors` fields
 _COMPRESSED = {"mask", "depth"}
 
 
@@ -326,15 +321,6 @@ class PriorStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.directory / "manifest.json", json.dumps(self.manifest, indent=1, sort_keys=True).encode())
 
-    def extract(
-        self, dataset: Any, sources: dict[str, PriorSource], text_encoder: ClipTextEncoder | None = None,
-        batch_size: int | None = None, progress: bool = True,
-    ) -> dict[str, int]:  # fmt: skip
-        """Compute the missing priors of this store (resumable); see `llvfsr.priors.extract.extract_priors`."""
-        from llvfsr.priors.extract import extract_priors
-
-        return extract_priors(self, dataset, sources, text_encoder, batch_size=batch_size, progress=progress)
-
     # --------------------------------------------------------------------------------------------- reading
     def _read_bytes(self, field: str, shard: int) -> bytes:
         record = self.record(field)
@@ -406,14 +392,14 @@ class PriorStore:
         Raises:
             PriorStoreError: a field was not extracted or a shard is missing or corrupt (the message names it).
         """
-        unknown = set(fields) - set(LOADABLE)
+        unknown = set(fields) - set(SOURCE_KINDS)
         if unknown:
-            raise ValueError(f"unknown prior fields {sorted(unknown)}; valid: {', '.join(LOADABLE)}")
+            raise ValueError(f"unknown prior fields {sorted(unknown)}; valid: {', '.join(SOURCE_KINDS)}")
         indices = None if indices is None else np.asarray(indices, dtype=np.int64)
         self._check_indices(indices)
         out: dict[str, Any] = {}
         for name in fields:
-            field = f"{name}_emb" if name in ("caption", "description") else name
+            field = f"{name}_emb" if name in TEXT_KINDS else name
             parts, positions = self._gather(field, indices)
             if field.endswith("_emb"):
                 context_length = int(self.record(field)["source"]["context_length"])

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from llvfsr.config import DataConfig
 from llvfsr.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -311,3 +312,36 @@ def pad_tokens(tokens: np.ndarray, lengths: np.ndarray, context_length: int) -> 
     full[:, :stored] = torch.from_numpy(tokens)
     valid = torch.arange(context_length)[None] < torch.from_numpy(lengths.astype(np.int64))[:, None]
     return full, valid
+
+
+TINY_TEXT_ENCODER = "tiny"  # a 2-layer open_clip text tower for the synthetic presets (random weights, fast on a CPU)
+
+
+def make_text_encoder(data: DataConfig) -> ClipTextEncoder:
+    """The CLIP text encoder `data` names: an open_clip architecture, or "tiny" for the synthetic presets."""
+    if data.text_encoder == TINY_TEXT_ENCODER:  # no published weights exist for the tiny tower
+        return ClipTextEncoder(
+            "ViT-B-32",
+            None,
+            allow_random=data.allow_random_text_encoder,
+            model_cfg=tiny_clip_config(),
+            chunking=data.text_chunking,
+        )
+    return ClipTextEncoder(
+        data.text_encoder,
+        data.text_pretrained,
+        allow_random=data.allow_random_text_encoder,
+        chunking=data.text_chunking,
+    )
+
+
+def text_width(data: DataConfig) -> int:
+    """D of the token-level text embeddings that `data`'s text encoder writes (without building it)."""
+    if data.text_encoder == TINY_TEXT_ENCODER:
+        return tiny_clip_config()["text_cfg"]["width"]
+    import open_clip
+
+    config = open_clip.get_model_config(data.text_encoder)
+    if config is None:
+        raise ValueError(f"unknown open_clip architecture {data.text_encoder!r} (data.text_encoder)")
+    return config["text_cfg"]["width"]

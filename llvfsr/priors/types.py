@@ -20,6 +20,12 @@ MASK_CLASSES: tuple[str, ...] = (
 NUM_MASK_CLASSES = len(MASK_CLASSES)
 NUM_LANDMARKS = 68  # iBUG 300-W layout
 
+# The prior kinds, spelled here once. LLV-FSR reads four (paper Sec. 3.3), one LVPFB branch each; the two texts reach
+# it as CLIP embeddings; prior sources also produce landmarks, the auxiliary-loss targets of FSRNet and DIC.
+PRIOR_KINDS: tuple[str, ...] = ("mask", "depth", "caption", "description")
+TEXT_KINDS: tuple[str, ...] = ("caption", "description")
+SOURCE_KINDS: tuple[str, ...] = (*PRIOR_KINDS, "landmarks")  # also the `Priors` fields a prior store loads
+
 
 @dataclass
 class TextEmbedding:
@@ -51,7 +57,7 @@ class Priors:
         landmarks: 68 facial landmarks in HR pixel coordinates (x, y), float [B, 68, 2]; a training target
             for the baselines with landmark heads (FSRNet, DIC), never an LLV-FSR input.
         withheld: bool [B, 4], True where a face's prior is withheld from LLV-FSR (its branch contributes nothing
-            for that face), columns in the order mask, depth, caption, description (`llvfsr.models.lvpfb.BRANCHES`).
+            for that face), columns in the order of `PRIOR_KINDS`.
             Prior dropout draws it in training (`TrainConfig.prior_dropout`); a test withholds a subset with it.
     """
 

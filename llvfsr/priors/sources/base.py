@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import torch
+from PIL import Image
+
+from llvfsr.priors.types import SOURCE_KINDS
 
 if TYPE_CHECKING:  # the data package imports nothing from priors, so this is only for type checkers
     from llvfsr.data.datasets import FaceDataset
 
-KINDS: tuple[str, ...] = ("mask", "depth", "caption", "description", "landmarks")
+KINDS: tuple[str, ...] = SOURCE_KINDS
 
 
 @dataclass(frozen=True)
@@ -77,3 +81,23 @@ class PriorSource(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, name={self.name!r})"
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device a source runs on: the one asked for, else CUDA when present, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def upsample_lr(lr: np.ndarray, size: int) -> list[Image.Image]:
+    """Bicubic-upsample LR faces to `size` for models that expect a face-sized input.
+
+    Args:
+        lr: uint8 [B, h, w, 3] RGB.
+        size: output side in pixels.
+
+    Returns:
+        B PIL RGB images of size x size (PIL bicubic, the same filter as the degradation).
+    """
+    return [Image.fromarray(np.ascontiguousarray(im)).resize((size, size), Image.BICUBIC) for im in lr]

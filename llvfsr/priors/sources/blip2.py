@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from llvfsr.priors.sources.base import ItemContext, PriorSource
-from llvfsr.priors.sources.face_parser import load_pretrained, model_revision, resolve_device, upsample_lr
+from llvfsr.priors.sources.base import ItemContext, upsample_lr
+from llvfsr.priors.sources.pretrained import PretrainedSource
 
 DEFAULT_BLIP2 = "Salesforce/blip2-opt-2.7b"
 
 
-class Blip2Caption(PriorSource):
+class Blip2Caption(PretrainedSource):
     """One-sentence caption of each LR face by BLIP-2 (greedy decoding, so the same face gives the same caption).
 
     Args:
@@ -30,6 +30,8 @@ class Blip2Caption(PriorSource):
 
     kind = "caption"
     name = "blip2"
+    model_class = "Blip2ForConditionalGeneration"
+    processor_class = "Blip2Processor"
 
     def __init__(
         self,
@@ -43,28 +45,12 @@ class Blip2Caption(PriorSource):
         device: str | None = None,
         batch_size: int = 16,
     ) -> None:
-        self.device = resolve_device(device)
-        self.batch_size = batch_size
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
-        self.dtype = getattr(torch, dtype) if self.device.type == "cuda" else torch.float32
-        self.model_id = model_id if model is None else getattr(model.config, "name_or_path", "") or "in-memory"
-        if model is None:
-            from transformers import Blip2ForConditionalGeneration, Blip2Processor
-
-            model = load_pretrained(Blip2ForConditionalGeneration, model_id, revision, dtype=self.dtype)
-            processor = processor or load_pretrained(Blip2Processor, model_id, revision)
-        if processor is None:
-            raise ValueError("Blip2Caption(model=...) needs the matching processor too")
-        self.revision = model_revision(model, revision)
-        self.model = model.to(self.device, self.dtype).eval()
-        self.processor = processor
+        self.load(model_id, revision, model, processor, device, batch_size, dtype)
 
     def fingerprint(self) -> dict:
-        import transformers
-
-        return {"source": self.name, "model_id": self.model_id, "revision": self.revision,
-                "version": transformers.__version__, "prompt": self.prompt, "max_new_tokens": self.max_new_tokens,
+        return {**self.model_fingerprint(), "prompt": self.prompt, "max_new_tokens": self.max_new_tokens,
                 "decoding": "greedy", "dtype": str(self.dtype).removeprefix("torch.")}  # fmt: skip
 
     @torch.inference_mode()
@@ -83,8 +69,3 @@ class Blip2Caption(PriorSource):
         ):
             out = out[:, prompt_ids.shape[1] :]  # decoder-only language models echo the prompt
         return [text.strip() for text in self.processor.batch_decode(out, skip_special_tokens=True)]
-
-    def close(self) -> None:
-        self.model = None
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llvfsr.priors.sources.base import ItemContext, PriorSource
-from llvfsr.priors.sources.face_parser import load_pretrained, model_revision, resolve_device, upsample_lr
+from llvfsr.priors.sources.base import ItemContext, upsample_lr
+from llvfsr.priors.sources.pretrained import PretrainedSource
 
 # The paper cites Depth Anything (V1, [35]); V2 is a --source-option away (docs/decisions.md).
 DEFAULT_DEPTH_MODEL = "LiheYoung/depth-anything-small-hf"
@@ -32,7 +32,7 @@ def normalise_depth(pred: torch.Tensor, larger_is_nearer: bool = True) -> torch.
     return (pred - lo[:, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None]
 
 
-class DepthAnythingDepth(PriorSource):
+class DepthAnythingDepth(PretrainedSource):
     """Depth map of each LR face: model on the HR-upsampled LR face, bicubic-resized to HR, normalised per image.
 
     Args:
@@ -48,6 +48,8 @@ class DepthAnythingDepth(PriorSource):
 
     kind = "depth"
     name = "depth-anything"
+    model_class = "AutoModelForDepthEstimation"
+    processor_class = "AutoImageProcessor"
 
     def __init__(
         self,
@@ -59,27 +61,11 @@ class DepthAnythingDepth(PriorSource):
         device: str | None = None,
         batch_size: int = 16,
     ) -> None:
-        self.device = resolve_device(device)
-        self.batch_size = batch_size
         self.larger_is_nearer = larger_is_nearer
-        self.model_id = model_id if model is None else getattr(model.config, "name_or_path", "") or "in-memory"
-        if model is None:
-            from transformers import AutoImageProcessor, AutoModelForDepthEstimation
-
-            model = load_pretrained(AutoModelForDepthEstimation, model_id, revision)
-            processor = processor or load_pretrained(AutoImageProcessor, model_id, revision)
-        if processor is None:
-            raise ValueError("DepthAnythingDepth(model=...) needs the matching processor too")
-        self.revision = model_revision(model, revision)
-        self.model = model.to(self.device).eval()
-        self.processor = processor
+        self.load(model_id, revision, model, processor, device, batch_size)
 
     def fingerprint(self) -> dict:
-        import transformers
-
-        return {"source": self.name, "model_id": self.model_id, "revision": self.revision,
-                "version": transformers.__version__, "larger_is_nearer": self.larger_is_nearer,
-                "normalise": "per_image_minmax"}  # fmt: skip
+        return {**self.model_fingerprint(), "larger_is_nearer": self.larger_is_nearer, "normalise": "per_image_minmax"}
 
     @torch.inference_mode()
     def __call__(self, lr: np.ndarray, hr_size: int, items: list[ItemContext]) -> list[np.ndarray]:
@@ -89,8 +75,3 @@ class DepthAnythingDepth(PriorSource):
         pred = F.interpolate(pred[:, None], size=(hr_size, hr_size), mode="bicubic", align_corners=False)[:, 0]
         depth = normalise_depth(pred, self.larger_is_nearer).clamp_(0.0, 1.0)
         return list(depth.cpu().numpy().astype(np.float32))
-
-    def close(self) -> None:
-        self.model = None
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()

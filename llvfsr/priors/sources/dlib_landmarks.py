@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from llvfsr.priors.sources.base import ItemContext, PriorSource
-from llvfsr.priors.sources.face_parser import upsample_lr
+from llvfsr.priors.sources.base import ItemContext, PriorSource, upsample_lr
 from llvfsr.priors.types import NUM_LANDMARKS
 
 # Mean face box of the aligned CelebA-HQ crops (left, top, right, bottom as fractions of the side).

@@ -1,8 +1,4 @@
-"""Mask prior from a transformers semantic-segmentation face parser (e.g. SegFormer trained on CelebAMask-HQ).
-
-Also home of the small helpers the model-backed sources share (device choice, LR upsampling, loading a
-transformers model by id or local path), so that each source module stays a single class.
-"""
+"""Mask prior from a transformers semantic-segmentation face parser (e.g. SegFormer trained on CelebAMask-HQ)."""
 
 from __future__ import annotations
 
@@ -13,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
-from llvfsr.priors.sources.base import ItemContext, PriorSource
+from llvfsr.priors.sources.base import ItemContext, upsample_lr
+from llvfsr.priors.sources.pretrained import PretrainedSource
 from llvfsr.priors.types import MASK_CLASSES
 
 DEFAULT_FACE_PARSER = "jonathandinu/face-parsing"
@@ -28,47 +24,6 @@ _LABEL_ALIASES: dict[str, str] = {
     "inner_mouth": "mouth", "upper_lip": "u_lip", "lower_lip": "l_lip", "earring": "ear_r", "earrings": "ear_r",
     "necklace": "neck_l", "clothes": "cloth", "clothing": "cloth",
 }  # fmt: skip
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The device a source runs on: the one asked for, else CUDA when present, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def upsample_lr(lr: np.ndarray, size: int) -> list[Image.Image]:
-    """Bicubic-upsample LR faces to `size` for models that expect a face-sized input.
-
-    Args:
-        lr: uint8 [B, h, w, 3] RGB.
-        size: output side in pixels.
-
-    Returns:
-        B PIL RGB images of size x size (PIL bicubic, the same filter as the degradation).
-    """
-    return [Image.fromarray(np.ascontiguousarray(im)).resize((size, size), Image.BICUBIC) for im in lr]
-
-
-def load_pretrained(auto_class: Any, model_id: str, revision: str | None, **kwargs: Any) -> Any:
-    """`auto_class.from_pretrained` for a hub id or a local folder, with a hint when the weights are not available."""
-    import transformers
-
-    if "dtype" in kwargs and int(transformers.__version__.split(".")[0]) < 5:
-        kwargs["torch_dtype"] = kwargs.pop("dtype")  # the keyword's name before transformers 5
-    try:
-        return auto_class.from_pretrained(model_id, revision=revision, **kwargs)
-    except OSError as err:  # no network / HF_HUB_OFFLINE and not cached, or a bad path
-        raise OSError(
-            f"cannot load {model_id!r} (revision {revision!r}): {str(err).rstrip('.')}. Pass a local folder with the "
-            "model files (save_pretrained layout; on the command line --source-option KIND.model_id=FOLDER) or make "
-            "the hub reachable."
-        ) from err
-
-
-def model_revision(model: Any, requested: str | None) -> str | None:
-    """The revision to record: the one asked for, else the commit hash transformers recorded when loading."""
-    return requested or getattr(getattr(model, "config", None), "_commit_hash", None)
 
 
 def _normalise_label(name: str) -> str:
@@ -96,7 +51,7 @@ def label_lookup(id2label: Mapping[int | str, str]) -> np.ndarray:
     return table
 
 
-class FaceParserMask(PriorSource):
+class FaceParserMask(PretrainedSource):
     """Semantic mask of each LR face from a segmentation model whose classes are CelebAMask-HQ's 19.
 
     The LR face is bicubic-upsampled to HR, run through the processor and model, the logits are resized
@@ -113,6 +68,8 @@ class FaceParserMask(PriorSource):
 
     kind = "mask"
     name = "face-parser"
+    model_class = "AutoModelForSemanticSegmentation"
+    processor_class = "AutoImageProcessor"
 
     def __init__(
         self,
@@ -123,27 +80,11 @@ class FaceParserMask(PriorSource):
         device: str | None = None,
         batch_size: int = 16,
     ) -> None:
-        self.device = resolve_device(device)
-        self.batch_size = batch_size
-        self.model_id = model_id if model is None else getattr(model.config, "name_or_path", "") or "in-memory"
-        if model is None:
-            from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
-
-            model = load_pretrained(AutoModelForSemanticSegmentation, model_id, revision)
-            processor = processor or load_pretrained(AutoImageProcessor, model_id, revision)
-        if processor is None:
-            raise ValueError("FaceParserMask(model=...) needs the matching processor too")
-        self.revision = model_revision(model, revision)
-        self.model = model.to(self.device).eval()
-        self.processor = processor
-        self.lookup = torch.from_numpy(label_lookup(model.config.id2label)).to(self.device)
+        self.load(model_id, revision, model, processor, device, batch_size)
+        self.lookup = torch.from_numpy(label_lookup(self.model.config.id2label)).to(self.device)
 
     def fingerprint(self) -> dict:
-        import transformers
-
-        return {"source": self.name, "model_id": self.model_id, "revision": self.revision,
-                "version": transformers.__version__, "upsample": "pil_bicubic",
-                "resize_logits": "bilinear"}  # fmt: skip
+        return {**self.model_fingerprint(), "upsample": "pil_bicubic", "resize_logits": "bilinear"}
 
     @torch.inference_mode()
     def __call__(self, lr: np.ndarray, hr_size: int, items: list[ItemContext]) -> list[np.ndarray]:
@@ -153,8 +94,3 @@ class FaceParserMask(PriorSource):
         logits = F.interpolate(logits, size=(hr_size, hr_size), mode="bilinear", align_corners=False)
         labels = self.lookup[logits.argmax(dim=1)]
         return list(labels.cpu().numpy())
-
-    def close(self) -> None:
-        self.model = None
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()

@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from llvfsr.priors.sources.base import ItemContext, PriorSource
-from llvfsr.priors.sources.face_parser import resolve_device, upsample_lr
+from llvfsr.priors.sources.base import ItemContext, PriorSource, resolve_device, upsample_lr
 from llvfsr.priors.types import MASK_CLASSES
 
 DEFAULT_SAM_TYPE = "vit_h"

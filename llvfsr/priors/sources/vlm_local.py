@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from llvfsr.priors.sources.base import ItemContext, PriorSource
-from llvfsr.priors.sources.face_parser import load_pretrained, model_revision, resolve_device, upsample_lr
+from llvfsr.priors.sources.base import ItemContext, upsample_lr
+from llvfsr.priors.sources.pretrained import PretrainedSource
 from llvfsr.priors.sources.vlm_openai import load_prompt
 
 DEFAULT_LOCAL_VLM = "Qwen/Qwen2-VL-2B-Instruct"
 
 
-class LocalVLMDescription(PriorSource):
+class LocalVLMDescription(PretrainedSource):
     """Detailed description of each LR face by a local vision-language model (the versioned prompt of `openai`).
 
     When the processor has a chat template the prompt goes in as one user turn holding the image and the text;
@@ -36,6 +36,8 @@ class LocalVLMDescription(PriorSource):
 
     kind = "description"
     name = "local-vlm"
+    model_class = "AutoModelForImageTextToText"
+    processor_class = "AutoProcessor"
 
     def __init__(
         self,
@@ -49,34 +51,18 @@ class LocalVLMDescription(PriorSource):
         device: str | None = None,
         batch_size: int = 8,
     ) -> None:
-        self.device = resolve_device(device)
-        self.batch_size = batch_size
         self.prompt_version = prompt_version
         self.prompt = load_prompt(prompt_version)
         self.max_new_tokens = max_new_tokens
-        self.dtype = getattr(torch, dtype) if self.device.type == "cuda" else torch.float32
-        self.model_id = model_id if model is None else getattr(model.config, "name_or_path", "") or "in-memory"
-        if model is None:
-            from transformers import AutoModelForImageTextToText, AutoProcessor
-
-            model = load_pretrained(AutoModelForImageTextToText, model_id, revision, dtype=self.dtype)
-            processor = processor or load_pretrained(AutoProcessor, model_id, revision)
-        if processor is None:
-            raise ValueError("LocalVLMDescription(model=...) needs the matching processor too")
-        self.revision = model_revision(model, revision)
-        self.model = model.to(self.device, self.dtype).eval()
-        self.processor = processor
-        tokenizer = getattr(processor, "tokenizer", None)
+        self.load(model_id, revision, model, processor, device, batch_size, dtype)
+        tokenizer = getattr(self.processor, "tokenizer", None)
         if tokenizer is not None and tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         if tokenizer is not None:
             tokenizer.padding_side = "left"  # decoder-only generation continues from the right end
 
     def fingerprint(self) -> dict:
-        import transformers
-
-        return {"source": self.name, "model_id": self.model_id, "revision": self.revision,
-                "version": transformers.__version__, "prompt_version": self.prompt_version,
+        return {**self.model_fingerprint(), "prompt_version": self.prompt_version,
                 "prompt_sha256": hashlib.sha256(self.prompt.encode()).hexdigest()[:16],
                 "max_new_tokens": self.max_new_tokens, "decoding": "greedy",
                 "dtype": str(self.dtype).removeprefix("torch.")}  # fmt: skip
@@ -101,8 +87,3 @@ class LocalVLMDescription(PriorSource):
             out = out[:, prompt_len:]  # decoder-only models echo the prompt; encoder-decoder ones do not
         texts = self.processor.batch_decode(out, skip_special_tokens=True)
         return [" ".join(text.split()) for text in texts]
-
-    def close(self) -> None:
-        self.model = None
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()

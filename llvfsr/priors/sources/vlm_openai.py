@@ -23,8 +23,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from llvfsr.errors import UserError
-from llvfsr.priors.sources.base import ItemContext, PriorSource
-from llvfsr.priors.sources.face_parser import upsample_lr
+from llvfsr.priors.sources.base import ItemContext, PriorSource, upsample_lr
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}

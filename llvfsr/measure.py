@@ -1,7 +1,8 @@
-"""Measuring instruments of the benchmark: FLOP counting, peak memory, device peaks, synchronisation.
+"""Measuring instruments: FLOP counting, peak memory, device peaks, synchronisation.
 
 `flop_counter` is torch's `FlopCounterMode` with a group-aware convolution-backward formula; `MemoryMeter` reads
-CUDA's allocator peak or, on the CPU, the process's resident-set high-water mark. Used by `llvfsr.bench`.
+CUDA's allocator peak or, on the CPU, the process's resident-set high-water mark. Used by the benchmark (`bench`)
+and by the train loop's memory probe (`llvfsr.memory`).
 """
 
 from __future__ import annotations

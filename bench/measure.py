@@ -1,47 +1,25 @@
-"""Benchmark every registered model: parameters, GFLOPs, images/s, peak memory and MFU, fp32 eager vs fast path.
+"""Measuring the models: one train step and one inference forward of a registered model on random inputs.
 
-``python -m llvfsr.bench`` builds each model at the paper's sizes (HR 256, x8 and x16) on the GPU, or at a small
-size on the CPU when there is none, and measures one train step (forward, the train loop's pixel loss plus the
-model's auxiliary loss, backward, Adam step) and one inference forward on random inputs resident on the device.
-Both paths run in the same process, side by side:
-
-- ``fp32``: plain fp32 eager, NCHW, foreach Adam;
-- ``fast``: the train loop's switches (`TrainConfig.bf16`, `channels_last`, `compile`, `fused_adam`): bf16 autocast
-  and channels-last everywhere, `torch.compile` and the fused Adam kernel on CUDA only (on the CPU compiling each
-  model takes minutes and fused Adam is a CUDA kernel).
-
-GFLOPs are counted with `torch.utils.flop_counter.FlopCounterMode` on the first fp32 warm-up step (matmuls,
-convolutions and attention; element-wise work and the optimiser are not counted) and reported per image; its
-convolution-backward formula is replaced (see `llvfsr.bench_measure.flop_counter`).
-`python -m llvfsr.bench --project table1,ablation` turns the images/s into the device-hours of each sweep grid
-(`llvfsr.bench_project`); `auto_gpu_fraction` reads the GPU table to pack several trials per GPU.
+Both paths run in the same process, side by side (see the package docstring); failures become rows with `error`.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import inspect
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from llvfsr.bench_measure import MemoryMeter, bf16_peak_tflops, counting, device_label, flop_counter, sync
-from llvfsr.bench_project import BenchRow, auto_gpu_fraction, fmt, format_counts, format_table, read_csv, write_csv
-from llvfsr.config import TrainConfig, resolve_train
-from llvfsr.errors import UserError, cli_entry
-from llvfsr.models import build, get_entry, list_models
+from bench.rows import BenchRow
+from llvfsr.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, resolve_train
+from llvfsr.measure import MemoryMeter, bf16_peak_tflops, counting, device_label, flop_counter, sync
+from llvfsr.models import get_entry
+from llvfsr.models.from_config import build_model, required_fields
 from llvfsr.priors.types import NUM_LANDMARKS, NUM_MASK_CLASSES, Priors, TextEmbedding
-
-__all__ = ["BenchRow", "BenchSettings", "auto_gpu_fraction", "bench_model", "build_for_bench", "count_model", "main",
-           "random_inputs", "run_bench"]  # fmt: skip
 
 TEXT_DIM, TEXT_TOKENS, TEXT_VALID = 512, 77, 20  # CLIP ViT-B-32 text tower; ~20 real tokens in a caption
 
@@ -75,23 +53,15 @@ class BenchSettings:
 
 
 def build_for_bench(name: str, scale: int, hr_size: int) -> nn.Module:
-    """Build a registered model as a trial would: LLV-FSR variants with CLIP's text width, baselines at `hr_size`."""
-    entry = get_entry(name)
-    module_name, func_name = entry.factory.split(":")
-    kwargs: dict[str, object] = {}
-    if module_name == "llvfsr.models.llvfsr":
-        kwargs["text_dim"] = TEXT_DIM
-    factory = getattr(importlib.import_module(module_name), func_name)
-    if "hr_size" in inspect.signature(factory).parameters:
-        kwargs["hr_size"] = hr_size
-    return build(name, scale=scale, **kwargs)
+    """Build a registered model as a trial would (`build_model`): LLV-FSR variants with CLIP's text width, baselines
+    at `hr_size`."""
+    config = ExperimentConfig(data=DataConfig(scale=scale, hr_size=hr_size), model=ModelConfig(name=name))
+    return build_model(config, text_dim=TEXT_DIM)
 
 
 def random_inputs(model: nn.Module, name: str, batch: int, hr_size: int, scale: int, device: torch.device,
                   text_dim: int = TEXT_DIM) -> tuple[Tensor, Tensor, Priors]:  # fmt: skip
     """LR float [B,3,h,w] and HR float [B,3,H,W] in [0,1], and random priors with the fields the model reads."""
-    from llvfsr.train import required_fields
-
     generator = torch.Generator().manual_seed(0)
     lr = torch.rand(batch, 3, hr_size // scale, hr_size // scale, generator=generator)
     hr = torch.rand(batch, 3, hr_size, hr_size, generator=generator)
@@ -284,121 +254,3 @@ def run_bench(models: list[str], scales: list[int], settings: BenchSettings, fas
             if fast:
                 done(bench_model(name, scale, settings, fast=True, flops=(plain.gflops_forward, plain.gflops_train)))
     return rows
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m llvfsr.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--models", default=None, help="comma-separated registry names (default: all, or the --project grids')"
-    )
-    p.add_argument("--scales", default="8,16", help="comma-separated up-scaling factors")
-    p.add_argument("--batch", type=int, default=None, help="images per step (default: 16 on CUDA, 2 on the CPU)")
-    p.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 on CUDA, 2 on the CPU)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: 3 on CUDA, 1 on the CPU)")
-    p.add_argument("--hr-size", type=int, default=None, help="HR side (default: 256 on CUDA, 64 on the CPU)")
-    p.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    p.add_argument("--csv", default=None, help="also write the rows to this CSV file")
-    p.add_argument("--no-fast", action="store_true", help="measure only the plain fp32 eager path")
-    p.add_argument("--no-compile", action="store_true", help="fast path without torch.compile")
-    p.add_argument("--count-only", action="store_true", help="parameters and GFLOPs only (HR 256 unless --hr-size)")
-    p.add_argument("--project", default=None, help="comma-separated sweep grids to project into device-hours")
-    p.add_argument("--seeds", type=int, default=1, help="--project: seeds (trials) per variant and scale")
-    p.add_argument("--project-path", choices=("best", "fp32", "fast"), default="best",
-                   help="--project: the measured path a trial will run (best: the faster one per model)")  # fmt: skip
-    p.add_argument("--from-csv", default=None, help="--project: read the measurements from this CSV, measure nothing")
-    args = p.parse_args(argv)
-    valid = list_models()
-    if args.models:
-        args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-        unknown = [m for m in args.models if m not in valid]
-        if unknown:
-            p.error(f"--models: unknown {', '.join(unknown)}; valid names: {', '.join(valid)}")
-    try:
-        args.scales = [int(s) for s in args.scales.split(",")]
-    except ValueError:
-        p.error(f"--scales must be comma-separated integers, got {args.scales!r}")
-    if any(s < 1 for s in args.scales) or args.seeds < 1:
-        p.error("--scales and --seeds must be positive")
-    if any(v is not None and v < 1 for v in (args.batch, args.steps, args.warmup, args.hr_size)):
-        p.error("--batch, --steps, --warmup and --hr-size must be >= 1 (the first warm-up step counts the FLOPs)")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error(f"--device {args.device}: CUDA is not available here (use --device cpu or auto)")
-    if args.project:
-        from sweeps.grids import GRIDS
-
-        args.project = [g.strip() for g in args.project.split(",") if g.strip()]
-        unknown = [g for g in args.project if g not in GRIDS]
-        if unknown:
-            p.error(f"--project: unknown grid {', '.join(unknown)}; grids: {', '.join(GRIDS)}")
-    elif args.from_csv:
-        p.error("--from-csv goes with --project")
-    if args.from_csv and not Path(args.from_csv).is_file():
-        p.error(f"--from-csv {args.from_csv}: no such file (a CSV written by --csv)")
-    if args.count_only and args.project:
-        p.error("--count-only measures no images/s to project")
-    return args
-
-
-@cli_entry()
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.from_csv:
-        try:
-            rows = read_csv(args.from_csv)
-        except (ValueError, TypeError) as error:  # a damaged or foreign CSV
-            raise UserError(f"--from-csv {args.from_csv}: not a CSV written by --csv ({error})") from error
-    elif args.count_only:
-        rows = [count_model(m, s, args.hr_size or 256) for m in args.models or list_models() for s in args.scales]
-        print(format_counts(rows))
-        if args.csv:
-            write_csv(rows, args.csv)
-    else:
-        settings = BenchSettings.for_device(args.device, args.hr_size, args.batch, args.steps, args.warmup,
-                                            compile=not args.no_compile)  # fmt: skip
-        models = args.models
-        if models is None:
-            models = list_models()
-            if args.project:
-                from llvfsr.bench_project import grid_models
-
-                models = grid_models(args.project)
-        device = torch.device(settings.device)
-        if device.type == "cuda":
-            print(f"device: {device_label(device)}; bf16 peak {fmt(bf16_peak_tflops(device), '.0f')} TFLOP/s")
-        else:
-            print(f"device: {device_label(device)}. No GPU: a small size on the CPU (not the paper's), MFU n/a.")
-        timing = "total time" if device.type == "cuda" else "median step"
-        print(f"HR {settings.hr_size}, batch {settings.batch}, {settings.warmup} warm-up + {settings.steps} timed "
-              f"steps ({timing}); fast path = bf16 autocast + channels-last"
-              + (" + fused Adam" + (" + torch.compile" if settings.compile else "") if device.type == "cuda" else "")
-              + "\n", flush=True)  # fmt: skip
-
-        done: list[BenchRow] = []
-
-        def progress(row: BenchRow) -> None:
-            status = (
-                row.error
-                or f"train {fmt(row.train_images_s, '.2f')} img/s, infer {fmt(row.infer_images_s, '.2f')} img/s"
-            )
-            print(f"  {row.model} x{row.scale} {row.path}: {status}", file=sys.stderr, flush=True)
-            done.append(row)
-            if args.csv:  # after every row: a run stopped by a time limit (scripts/gpu_check.sh) keeps what it measured
-                write_csv(done, args.csv)
-
-        start = time.perf_counter()
-        rows = run_bench(models, args.scales, settings, fast=not args.no_fast, progress=progress)
-        print(format_table(rows))
-        print(f"\nmeasured in {time.perf_counter() - start:.0f} s")
-        if args.csv:  # written after every row by `progress`
-            print(f"\nCSV: {args.csv}")
-    if args.project:
-        from llvfsr.bench_project import format_projection, project_grid
-
-        for grid in args.project:
-            print()
-            print(format_projection(grid, project_grid(grid, rows, args.seeds, args.scales, args.project_path), rows))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
