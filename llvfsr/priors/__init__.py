@@ -4,7 +4,7 @@ The names below are imported on first use, so ``import llvfsr.priors.types`` (th
 does not load the store.
 """
 
-from importlib import import_module
+from llvfsr.lazy import lazy_exports
 
 _EXPORTS = {
     "PriorStore": "llvfsr.priors.store",
@@ -20,7 +20,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'llvfsr.priors' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
