@@ -111,18 +111,15 @@ class LLVFSR(nn.Module):
             depth_features = self.depth_encoder(F.pixel_unshuffle(priors.depth.to(x.dtype), self.body_down))
         caption = priors.caption if "caption" in self.branches else None
         description = priors.description if "description" in self.branches else None
-        keep = None
+        keep = ()  # LVPFB's optional per-face switch of its branches (prior dropout)
         if priors is not None and priors.withheld is not None and self.fusions is not None:
             if not self.accepts_withheld_priors:
                 raise ValueError(f"fusion={self.fusion!r} cannot withhold priors per face (LVPFB only)")
-            keep = (~priors.withheld).to(x.dtype)
+            keep = ((~priors.withheld).to(x.dtype),)
         features = x
         for i, block in enumerate(self.blocks):
             if self.fusions is not None:
-                if keep is None:
-                    features = self.fusions[i](features, mask_features, depth_features, caption, description)
-                else:
-                    features = self.fusions[i](features, mask_features, depth_features, caption, description, keep)
+                features = self.fusions[i](features, mask_features, depth_features, caption, description, *keep)
             features = block(features)
         residual = F.pixel_shuffle(self.reconstructor(features + x), self.body_down)
         return base + residual
