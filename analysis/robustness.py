@@ -37,8 +37,9 @@ def robustness_runs(tracking_uri: str, experiment: str, sweep: str | None = None
         if run.info.status != "FINISHED":
             continue
         tags = run.data.tags
-        rows.append({"variant": tags.get("variant"), "seed": tags.get("seed"), "sweep": tags.get("sweep"),
-                     "counterfactual": tags.get("counterfactual"), **run.data.metrics})  # fmt: skip
+        rows.append({"variant": tags.get("variant"), "seed": tags.get("seed"), "scale": int(tags.get("scale", 0)),
+                     "sweep": tags.get("sweep"), "counterfactual": tags.get("counterfactual"),
+                     **run.data.metrics})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -139,6 +139,22 @@ def robustness_tables(uri: str, experiment: str, sweep: str | None, fmt: str) ->
     return [render(table, fmt, title, notes)]
 
 
+def dropout_tables(uri: str, experiment: str, sweep: str | None, runs: pd.DataFrame, fmt: str) -> list[str]:
+    """Prior dropout beside the architectural ablations, when a dropout model's withheld priors were evaluated."""
+    from analysis.dropout import dropout_comparison
+    from analysis.robustness import robustness_runs
+
+    table = dropout_comparison(runs, robustness_runs(uri, experiment, sweep))
+    if table.empty:
+        return []
+    title = "Prior dropout: one model given a subset of its priors vs the architecture trained with that subset"
+    notes = [
+        "mean ± std (seeds); gap: the dropout model minus the trained ablation. Withheld priors come from "
+        "`python sweeps/robustness.py --sweep NAME` on the dropout sweep."
+    ]
+    return [render(table.set_index(["dropout model", "scale", "priors given"]), fmt, title, notes)]
+
+
 @cli_entry()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -164,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runs = load_runs(uri, args.experiment, args.grid, args.sweep)
         rendered = tables(runs, args.format, with_p=not args.no_significance)
+        if args.grid in (None, "dropout"):
+            rendered += dropout_tables(uri, args.experiment, args.sweep, runs, args.format)
         if args.grid is None and (runs.grid == "hpo").any():
             rendered += hpo_tables(load_hpo(uri, args.experiment, args.sweep), args.format)
     if not rendered:

@@ -13,12 +13,14 @@ Counterfactuals (a model is only given those on priors it reads):
 - ``mask:erode``: every region's boundary (a band of 1/32 of the image) relabelled background;
 - ``depth:noise``: Gaussian noise of standard deviation 0.1 added to the depth, clipped to [0, 1];
 - ``blank:<prior>``: the prior carries nothing: background mask, zero depth, or the embedding of an empty text;
-- ``withhold:<prior>`` / ``withhold:all``: for a model trained with prior dropout, the prior switched off
-  (`Priors.withheld`: its branch adds nothing), the one-model counterpart of the architectural ablations.
+- ``withhold:<priors>``: for a model trained with prior dropout, a set of priors switched off (`Priors.withheld`:
+  their branches add nothing), e.g. ``withhold:mask``, ``withhold:mask+depth``, ``withhold:all``: every subset, so
+  the one model stands beside each architectural ablation (Fig. 9, the `priors` grid, Model 1).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -183,16 +185,22 @@ def _withhold(priors: tuple[str, ...]) -> Callable[[_Split], tuple[SplitData, di
     return rewrite
 
 
-# a model trained with prior dropout: each prior withheld in turn, then all of them
+def withhold_name(priors: tuple[str, ...]) -> str:
+    """``withhold:mask+depth``; ``withhold:all`` for every prior."""
+    return "withhold:" + ("all" if set(priors) == set(BRANCHES) else "+".join(priors))
+
+
+# a model trained with prior dropout: every non-empty subset of its priors withheld, singles first, all last
 WITHHOLDS: dict[str, tuple[tuple[str, ...], Callable[[_Split], tuple[SplitData, dict]]]] = {
-    **{f"withhold:{p}": ((p,), _withhold((p,))) for p in BRANCHES},
-    "withhold:all": (BRANCHES, _withhold(BRANCHES)),
+    withhold_name(subset): (subset, _withhold(subset))
+    for k in range(1, len(BRANCHES) + 1)
+    for subset in itertools.combinations(BRANCHES, k)
 }
 
 
 def counterfactual_names(reads: set[str], withholds: bool = False) -> list[str]:
     """The reference and the counterfactuals on the priors a model `reads`, in order; with `withholds` (a model
-    trained with prior dropout), also each prior it reads withheld, and all of them."""
+    trained with prior dropout), also every subset of the priors it reads withheld."""
     names = [NONE] + [name for name, (prior, _) in REWRITES.items() if prior in reads]
     if withholds:
         names += [name for name, (priors, _) in WITHHOLDS.items() if set(priors) <= reads]
@@ -210,7 +218,7 @@ def counterfactuals(data: SplitData, config: DataConfig, names: list[str], seed:
                 continue
             if name in WITHHOLDS:
                 priors, rewrite = WITHHOLDS[name]
-                prior = priors[0] if len(priors) == 1 else "all"
+                prior = withhold_name(priors).removeprefix("withhold:")
             else:
                 prior, rewrite = REWRITES[name]
             rewritten, stated = rewrite(split)

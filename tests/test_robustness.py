@@ -45,16 +45,20 @@ def test_every_counterfactual_is_built_for_the_priors_a_model_reads(rewritten):
     assert counterfactual_names({"mask"}) == ["none", "mask:shift", "mask:erode", "blank:mask"]
 
 
-def test_a_prior_dropout_model_is_also_given_each_prior_withheld(rewritten, data_config):
+def test_a_prior_dropout_model_is_also_given_every_subset_of_its_priors_withheld(rewritten, data_config):
     data, _ = rewritten
     names = counterfactual_names({"mask", "description"}, withholds=True)
-    assert names[-2:] == ["withhold:mask", "withhold:description"]
+    assert names[-3:] == ["withhold:mask", "withhold:description", "withhold:mask+description"]
     assert "withhold:all" not in names  # the model reads only two of the four priors
-    full = counterfactual_names(FIELDS, withholds=True)
-    assert full[-5:] == ["withhold:mask", "withhold:depth", "withhold:caption", "withhold:description", "withhold:all"]
-    built = {cf.name: cf for cf in counterfactuals(data, data_config, ["withhold:depth", "withhold:all"])}
+    full = [n for n in counterfactual_names(FIELDS, withholds=True) if n.startswith("withhold:")]
+    assert len(full) == 15 and full[:4] == ["withhold:mask", "withhold:depth", "withhold:caption", "withhold:description"]
+    assert full[4] == "withhold:mask+depth" and full[-1] == "withhold:all"
+    wanted = ["withhold:depth", "withhold:caption+description", "withhold:all"]
+    built = {cf.name: cf for cf in counterfactuals(data, data_config, wanted)}
     depth_only = built["withhold:depth"].data.priors.withheld
     assert depth_only[:, 1].all() and not depth_only[:, [0, 2, 3]].any()
+    text = built["withhold:caption+description"].data.priors.withheld
+    assert text[:, 2:].all() and not text[:, :2].any() and built["withhold:caption+description"].prior == "caption+description"
     assert built["withhold:all"].data.priors.withheld.all() and built["withhold:all"].prior == "all"
     assert torch.equal(built["withhold:depth"].data.priors.depth, data.priors.depth)  # the values stay
 
