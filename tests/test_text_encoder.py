@@ -1,5 +1,7 @@
 """Tests of the CLIP text encoder wrapper on tiny random-initialised open_clip configs (no downloads)."""
 
+import logging
+
 import huggingface_hub.constants
 import open_clip
 import pytest
@@ -205,3 +207,13 @@ def test_chunking_is_recorded_and_checked(encoder, sentence_encoder):
     assert fingerprint["text_chunking"] == "sentences" and fingerprint["max_tokens"] == fingerprint["context_length"]
     with pytest.raises(ValueError, match="'paragraphs'"):
         ClipTextEncoder(pretrained=None, allow_random=True, model_cfg=tiny_clip_config(), chunking="paragraphs")
+
+
+def test_a_random_encoder_is_announced_once_with_its_real_shape(caplog):
+    with caplog.at_level(logging.INFO):
+        ClipTextEncoder(pretrained=None, allow_random=True, model_cfg=tiny_clip_config())
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # the tiny tower is not ViT-B-32's text tower: the warning says it was resized, and open_clip's own
+    # "No pretrained weights loaded for model 'ViT-B-32'" (misleading here, and a repeat) is held back
+    assert len(warnings) == 1 and "resized by model_cfg (text width 32)" in warnings[0], warnings
+    assert not logging.getLogger().filters  # the filter is gone after the build

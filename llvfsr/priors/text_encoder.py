@@ -14,6 +14,7 @@ recomputes the text embeddings only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -117,9 +118,10 @@ class ClipTextEncoder:
                     "available in the Hugging Face cache, or pass --allow-random-text-encoder (allow_random=True) "
                     "to use a random-initialised encoder (recorded as random_init in the prior store's manifest)."
                 )
-            logger.warning("using a random-initialised CLIP text encoder %s (seed %d): %s", arch, seed,
+            shape = arch if model_cfg is None else f"{arch} resized by model_cfg (text width {_text_width(model_cfg)})"
+            logger.warning("using a random-initialised CLIP text encoder %s (seed %d): %s", shape, seed,
                            self.load_error or "no weights requested")  # fmt: skip
-            with torch.random.fork_rng(devices=[]):
+            with torch.random.fork_rng(devices=[]), _quiet_open_clip_random_init():
                 torch.manual_seed(seed)
                 model = open_clip.create_model(arch, pretrained=None, device="cpu", **overrides)
         self.random_init = pretrained is None or self.load_error is not None
@@ -312,6 +314,23 @@ def pad_tokens(tokens: np.ndarray, lengths: np.ndarray, context_length: int) -> 
     full[:, :stored] = torch.from_numpy(tokens)
     valid = torch.arange(context_length)[None] < torch.from_numpy(lengths.astype(np.int64))[:, None]
     return full, valid
+
+
+def _text_width(model_cfg: dict[str, Any]) -> object:
+    return model_cfg.get("text_cfg", {}).get("width", "?")
+
+
+@contextlib.contextmanager
+def _quiet_open_clip_random_init():
+    """open_clip warns on the root logger that no weights were loaded: our own warning has said so, with why."""
+    root = logging.getLogger()
+    quiet = logging.Filter()
+    quiet.filter = lambda record: "No pretrained weights loaded" not in record.getMessage()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
 
 
 TINY_TEXT_ENCODER = "tiny"  # a 2-layer open_clip text tower for the synthetic presets (random weights, fast on a CPU)
