@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cached_property
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -240,15 +241,18 @@ def hallucination_rates(frame, stated: dict[str, list[str | None]]) -> dict[str,
     return rates
 
 
-def _under_colours(model, data: SplitData, config: DataConfig, scale: int, indices: list[int]):
-    """SR of test faces `indices` under a description stating each iris colour in turn (the LR and every other
-    prior unchanged): (SR float [n, K, 3, H, W], LR float [n, 3, h, w], HR float [n, 3, H, W], true colours)."""
+def _under_colours(model, data: SplitData, config: DataConfig, scale: int, indices: list[int]) -> dict:
+    """Test faces `indices` super-resolved under a description stating each iris colour in turn (the LR and every
+    other prior unchanged), and rendered by the generator in each colour. Values: "sr" and "hr_by_colour" float
+    [n, K, 3, H, W] (K colours, in `ATTRIBUTES` order), "lr" [n, 3, h, w], "hr" [n, 3, H, W], "truths" (colours)."""
     from llvfsr.data.degrade import make_lr
+    from llvfsr.data.synthetic import render_face
 
     colours = ATTRIBUTES["eye_colour"]
     split = _Split(data, config, seed=0)
+    views, lrs, hrs, renders, truths = [], [], [], [], []
     try:
-        views, lrs, hrs, truths = [], [], [], []
+        dataset = split.dataset
         for index in indices:
             hr, priors = data.batch(torch.full((len(colours),), index, device=data.hr.device))
             texts = [split.description_stating(index, colour) for colour in colours]
@@ -258,10 +262,14 @@ def _under_colours(model, data: SplitData, config: DataConfig, scale: int, indic
                 views.append(model(lr, priors).float().clamp(0, 1).cpu())
             lrs.append(lr[0].cpu())
             hrs.append(hr[0].cpu())
-            truths.append(split.dataset.exact_priors(index).attributes["eye_colour"])
+            truths.append(dataset.exact_priors(index).attributes["eye_colour"])
+            faces = [render_face(dataset.family_seed, index, dataset.hr_size, {"eye_colour": c}, dataset.zoom).image
+                     for c in colours]  # fmt: skip
+            renders.append(torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 255)
     finally:
         split.close()
-    return torch.stack(views), torch.stack(lrs), torch.stack(hrs), truths
+    return {"sr": torch.stack(views), "lr": torch.stack(lrs), "hr": torch.stack(hrs),
+            "hr_by_colour": torch.stack(renders), "truths": truths}  # fmt: skip
 
 
 def colour_response(model, data: SplitData, config: DataConfig, scale: int, count: int = 16) -> float:
@@ -272,31 +280,9 @@ def colour_response(model, data: SplitData, config: DataConfig, scale: int, coun
     the face's mean over the five versions, the response is sum <d_SR, d_HR> / sum |d_HR|^2 over all faces: 1 for a
     model that draws the stated colour exactly, 0 for one that ignores it, in between for a partial move. Unlike a
     classifier's accuracy it is linear, so it sees a small effect and cannot be fooled by a shared departure."""
-    from llvfsr.data.synthetic import render_face
-
-    indices = list(range(min(count, len(data))))
-    sr, _, _, _ = _under_colours(model, data, config, scale, indices)
-    dataset = open_split(config, "test")
-    colours = ATTRIBUTES["eye_colour"]
-    hr = (
-        torch.stack(
-            [
-                torch.stack(
-                    [
-                        torch.from_numpy(
-                            render_face(dataset.family_seed, i, dataset.hr_size, {"eye_colour": c}, dataset.zoom).image
-                        )
-                        for c in colours
-                    ]
-                )
-                for i in indices
-            ]
-        )
-        .permute(0, 1, 4, 2, 3)
-        .double()
-        / 255
-    )  # [n, K, 3, H, W]
-    d_sr, d_hr = sr.double() - sr.double().mean(1, keepdim=True), hr - hr.mean(1, keepdim=True)
+    views = _under_colours(model, data, config, scale, list(range(min(count, len(data)))))
+    sr, hr = views["sr"].double(), views["hr_by_colour"].double()
+    d_sr, d_hr = sr - sr.mean(1, keepdim=True), hr - hr.mean(1, keepdim=True)
     return float((d_sr * d_hr).sum() / (d_hr * d_hr).sum())
 
 
@@ -306,7 +292,7 @@ def render_under_colours(model, data: SplitData, config: DataConfig, scale: int,
     Returns:
         {"lr": float [3,h,w], "hr": float [3,H,W], "true": its colour, <colour>: SR float [3,H,W] per colour}.
     """
-    sr, lr, hr, truths = _under_colours(model, data, config, scale, [index])
-    out = {"lr": lr[0], "hr": hr[0], "true": truths[0]}
-    out.update({colour: sr[0, k] for k, colour in enumerate(ATTRIBUTES["eye_colour"])})
+    views = _under_colours(model, data, config, scale, [index])
+    out = {"lr": views["lr"][0], "hr": views["hr"][0], "true": views["truths"][0]}
+    out.update({colour: views["sr"][0, k] for k, colour in enumerate(ATTRIBUTES["eye_colour"])})
     return out
