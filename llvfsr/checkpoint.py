@@ -107,15 +107,20 @@ def read_checkpoint(path: Path) -> dict:
 
 
 def load_checkpoint(
-    path: Path, config: ExperimentConfig | None, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+    path: Path,
+    config: ExperimentConfig | None,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    state: dict | None = None,
 ) -> dict:
     """Restore model (+ optimiser and RNG) from `path`; returns the raw state (epoch, history, config).
 
     With `config` None (inference), only the model weights are loaded and no compatibility check is made
-    beyond the state dict's own keys and shapes.
+    beyond the state dict's own keys and shapes. `state`: what `read_checkpoint(path)` returned, when the caller
+    has read it already (the file is then not read again).
     """
     path = Path(path)
-    state = read_checkpoint(path)
+    state = read_checkpoint(path) if state is None else state
     if config is not None:
         check_compatible(state["config"], config, path)
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from llvfsr.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from llvfsr.cli import add_source_option_flag, build_source, parse_source_options
@@ -32,13 +33,26 @@ from llvfsr.priors.text_encoder import make_text_encoder
 from llvfsr.priors.types import PRIOR_KINDS, TEXT_KINDS, Priors, TextEmbedding
 
 
-def read_checkpoint_config(path: Path) -> ExperimentConfig:
-    """The experiment config a checkpoint was trained with (`CheckpointError` naming a damaged file)."""
-    state = read_checkpoint(path)
+def read_checkpoint_config(path: Path, state: dict | None = None) -> ExperimentConfig:
+    """The experiment config a checkpoint was trained with (`CheckpointError` naming a damaged file); `state`: the
+    checkpoint already read (`read_checkpoint`)."""
+    state = read_checkpoint(path) if state is None else state
     try:
         return from_flat(state["config"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path}: its config cannot be read ({error})") from error
+
+
+def load_trained(checkpoint: Path, sources: dict[str, str] | None = None) -> tuple[ExperimentConfig, nn.Module]:
+    """A checkpoint's config (its prior sources replaced by `sources`) and its trained model in eval mode, the file
+    read once."""
+    state = read_checkpoint(checkpoint)
+    config = read_checkpoint_config(checkpoint, state)
+    if sources:
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, **sources))
+    model = build_model(config)
+    load_checkpoint(checkpoint, None, model, state=state)
+    return config, model.eval()
 
 
 def extract_priors(
@@ -97,12 +111,7 @@ def super_resolve(
         UserError: a damaged checkpoint, an input of the wrong size, synthetic priors without a synthetic face,
             or a source that cannot load.
     """
-    config = read_checkpoint_config(checkpoint)
-    if sources:
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, **sources))
-    model = build_model(config)
-    load_checkpoint(checkpoint, None, model)
-    model.eval()
+    config, model = load_trained(checkpoint, sources)
     expected = config.data.hr_size // config.data.scale
     if lr.shape[:2] != (expected, expected):
         raise UserError(

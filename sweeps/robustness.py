@@ -41,14 +41,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _load_model(checkpoint: Path, device: torch.device):
     """A trial's config and trained model, as `llvfsr.sr` loads them (a damaged file is named)."""
-    from llvfsr.checkpoint import load_checkpoint
-    from llvfsr.models.from_config import build_model
-    from llvfsr.sr import read_checkpoint_config
+    from llvfsr.sr import load_trained
 
-    config = read_checkpoint_config(checkpoint)
-    model = build_model(config)
-    load_checkpoint(checkpoint, None, model)
-    return config, model.to(device).eval()
+    config, model = load_trained(checkpoint)
+    return config, model.to(device)
 
 
 def _existing(mlflow_client, experiment_id: str, parent: str) -> dict[tuple[str, str], object]:

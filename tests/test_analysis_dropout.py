@@ -31,8 +31,9 @@ def _robustness():
         for name, psnr in (("withhold:depth", 24.5), ("withhold:all", 22.0), ("withhold:mask+depth", 23.5)):
             rows.append({"variant": "llvfsr+prior-dropout", "seed": str(seed), "scale": 8, "counterfactual": name,
                          "test_psnr": psnr + shift})  # fmt: skip
-        rows.append({"variant": "llvfsr", "seed": str(seed), "scale": 8, "counterfactual": "mask:shift",
-                     "test_psnr": 1.0})  # fmt: skip  (not a withheld subset: ignored)
+        rows.append(
+            {"variant": "llvfsr", "seed": str(seed), "scale": 8, "counterfactual": "mask:shift", "test_psnr": 1.0}
+        )  # fmt: skip  (not a withheld subset: ignored)
     return pd.DataFrame(rows)
 
 
@@ -50,7 +51,9 @@ def test_each_subset_is_set_beside_the_lvpfb_ablation_trained_with_it():
                     "none": "-1.00"}  # fmt: skip
 
 
-@pytest.mark.parametrize(("tag", "label"), [(ALL, "all four"), ("none", "none"), ("description,mask", "mask+description")])
+@pytest.mark.parametrize(
+    ("tag", "label"), [(ALL, "all four"), ("none", "none"), ("description,mask", "mask+description")]
+)
 def test_subset_labels_follow_the_prior_order(tag, label):
     assert subset_label(priors_of(tag)) == label
 

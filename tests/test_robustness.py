@@ -51,14 +51,23 @@ def test_a_prior_dropout_model_is_also_given_every_subset_of_its_priors_withheld
     assert names[-3:] == ["withhold:mask", "withhold:description", "withhold:mask+description"]
     assert "withhold:all" not in names  # the model reads only two of the four priors
     full = [n for n in counterfactual_names(FIELDS, withholds=True) if n.startswith("withhold:")]
-    assert len(full) == 15 and full[:4] == ["withhold:mask", "withhold:depth", "withhold:caption", "withhold:description"]
+    assert len(full) == 15 and full[:4] == [
+        "withhold:mask",
+        "withhold:depth",
+        "withhold:caption",
+        "withhold:description",
+    ]
     assert full[4] == "withhold:mask+depth" and full[-1] == "withhold:all"
     wanted = ["withhold:depth", "withhold:caption+description", "withhold:all"]
     built = {cf.name: cf for cf in counterfactuals(data, data_config, wanted)}
     depth_only = built["withhold:depth"].data.priors.withheld
     assert depth_only[:, 1].all() and not depth_only[:, [0, 2, 3]].any()
     text = built["withhold:caption+description"].data.priors.withheld
-    assert text[:, 2:].all() and not text[:, :2].any() and built["withhold:caption+description"].prior == "caption+description"
+    assert (
+        text[:, 2:].all()
+        and not text[:, :2].any()
+        and built["withhold:caption+description"].prior == "caption+description"
+    )
     assert built["withhold:all"].data.priors.withheld.all() and built["withhold:all"].prior == "all"
     assert torch.equal(built["withhold:depth"].data.priors.depth, data.priors.depth)  # the values stay
 
