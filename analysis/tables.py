@@ -145,14 +145,16 @@ def dropout_tables(uri: str, experiment: str, sweep: str | None, runs: pd.DataFr
     from analysis.robustness import robustness_runs
 
     table = dropout_comparison(runs, robustness_runs(uri, experiment, sweep))
-    if table.empty:
-        return []
-    title = "Prior dropout: one model given a subset of its priors vs the architecture trained with that subset"
     notes = [
-        "mean ± std (seeds); gap: the dropout model minus the trained ablation. Withheld priors come from "
+        "mean ± std (seeds); gap: the dropout model minus the LVPFB architecture trained with those priors alone "
+        "(-: not in these runs; the `priors` grid trains every subset). Withheld priors come from "
         "`python sweeps/robustness.py --sweep NAME` on the dropout sweep."
     ]
-    return [render(table.set_index(["dropout model", "scale", "priors given"]), fmt, title, notes)]
+    out = []
+    for (model, scale), rows in table.groupby(["dropout model", "scale"], sort=True) if not table.empty else ():
+        title = f"Prior dropout, x{scale}: {model} given a subset of its priors vs the architecture trained with it"
+        out.append(render(rows.drop(columns=["dropout model", "scale"]).set_index("priors given"), fmt, title, notes))
+    return out
 
 
 @cli_entry()

@@ -21,3 +21,7 @@ step $'\n== 2. python sweeps/run.py --grid ablation   (Ray Tune -> MLflow, synth
   "$PY" sweeps/run.py --grid ablation --resume
 step $'\n== 3. python analysis/tables.py --grid ablation' \
   "$PY" analysis/tables.py --grid ablation
+step $'\n== 4. python sweeps/robustness.py --sweep ablation-x8-synthetic --only description:eye-colour   (the iris colour only the description states, read back from the SR faces)' \
+  "$PY" sweeps/robustness.py --sweep ablation-x8-synthetic --only description:eye-colour
+step $'\n== 5. python analysis/tables.py --grid robustness --sweep ablation-x8-synthetic' \
+  "$PY" analysis/tables.py --grid robustness --sweep ablation-x8-synthetic
