@@ -205,3 +205,4 @@ def test_tables_cli_prints_the_robustness_table_or_says_what_to_run(tmp_path, ca
     assert main(["--tracking-uri", uri, "--grid", "robustness"]) == 0
     out = capsys.readouterr().out
     assert "-0.600 ± 0.141" in out and "Robustness: counterfactual priors" in out
+    assert "| llvfsr    | mask:shift " in out and "('llvfsr'" not in out  # one variant column, not a tuple index
