@@ -133,7 +133,7 @@ def robustness_tables(uri: str, experiment: str, sweep: str | None, fmt: str) ->
         raise RunsMissing(
             "no robustness runs: run `python sweeps/robustness.py --sweep NAME` on a finished sweep first"
         )
-    table = robustness_table(frame).set_index("variant")  # counterfactual: the first column (a pair index prints as a tuple)
+    table = robustness_table(frame).set_index("variant")  # a pair index would print as a tuple
     title = "Robustness: counterfactual priors at test time (Δ against the same checkpoints on the true priors)"
     notes = ["iris halluc.: share of faces whose SR iris shows the colour the wrong text states (chance 0.20)."]
     return [render(table, fmt, title, notes)]
