@@ -25,6 +25,7 @@ in [0, 1] at the HR size the references were rendered at.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,8 +81,10 @@ def _neutral_iris(renders: np.ndarray) -> np.ndarray:
     return (renders.mean(0) - g[None] * delta.mean(0)[:, None, None]).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=2048)  # a robustness pass reads the same test faces once per counterfactual
 def face_references(seed: int, index: int, size: int, zoom: float = 1.0) -> dict[str, AttributeReference]:
-    """References of every attribute of face `index` of family `seed` rendered at `size` px (and `zoom`)."""
+    """References of every attribute of face `index` of family `seed` rendered at `size` px (and `zoom`); cached,
+    so treat them as read-only."""
     refs = {}
     for name, options in ATTRIBUTES.items():
         images = np.stack([render_face(seed, index, size, {name: option}, zoom).image for option in options]).astype(
@@ -134,11 +137,16 @@ def read_attribute(images: Tensor, refs: list[AttributeReference], name: str) ->
     return -(err * weight[:, None]).sum((-2, -1))
 
 
+@functools.lru_cache(maxsize=2048)
+def _attributes(seed: int, index: int, size: int, zoom: float) -> dict:
+    return render_face(seed, index, size, zoom=zoom).attributes
+
+
 class AttributeReader:
     """Reads every text-only attribute of the faces of one synthetic split (references rendered once)."""
 
     def __init__(self, seed: int, indices: list[int], size: int, zoom: float = 1.0):
-        self.truth = [render_face(seed, i, size, zoom=zoom).attributes for i in indices]
+        self.truth = [dict(_attributes(seed, i, size, zoom)) for i in indices]
         self.refs = [face_references(seed, i, size, zoom) for i in indices]
 
     def __call__(self, images: Tensor, positions: list[int]) -> dict[str, list]:
