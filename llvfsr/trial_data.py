@@ -16,7 +16,7 @@ from torch import Tensor
 
 from llvfsr.config import DataConfig
 from llvfsr.data.splits import open_split
-from llvfsr.priors.types import Priors
+from llvfsr.priors.types import PRIOR_KINDS, Priors
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,11 @@ def load_split(data: DataConfig, split: str, fields: set[str], device: torch.dev
     hr = np.ascontiguousarray(dataset.load_hr_batch(list(range(len(dataset)))).transpose(0, 3, 1, 2))
     priors = Priors()
     if fields:
+        from llvfsr.priors.ensure import check_sources
         from llvfsr.priors.store import PriorStore
 
         store = PriorStore.open(data.priors_root, dataset, split, data.scale)
+        check_sources(store, data, {kind for kind in fields if kind in PRIOR_KINDS})
         priors = store.load(set(fields), compact=True)  # uint8 masks, float16 depth/text: 4-8x less memory
     ids = [dataset.item_id(i) for i in range(len(dataset))]
     log.info("loaded %s split: %d faces, priors %s", split, len(ids), sorted(fields))

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
+from pathlib import Path
 
+from llvfsr.config import DataConfig
 from llvfsr.models import list_models
 from llvfsr.models.lvpfb import BRANCHES
 from llvfsr.models.official import AUTHORS_SUFFIX, official_format, official_in, official_overrides
@@ -102,6 +104,17 @@ GRIDS: dict[str, Grid] = {
         ),
     )
 }
+
+
+def variant_data(base: DataConfig, variant: Variant, **also) -> DataConfig:
+    """`base` with a variant's data changes (and `also`). A variant that reads a prior from another source keeps its
+    priors in a store of its own (``<priors_root>/<source>``): a store holds one source per prior, and the variants
+    of one sweep train side by side."""
+    data = dataclasses.replace(base, **dict(variant.data), **also)
+    sources = sorted(f"{v}" for k, v in variant.data if k.endswith("_source") and v != getattr(base, k))
+    if sources:
+        data = dataclasses.replace(data, priors_root=str(Path(base.priors_root) / "+".join(sources)))
+    return data
 
 
 def variant_priors(variant: Variant) -> set[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from llvfsr.config import ExperimentConfig
 from llvfsr.models.official import official_in
 from llvfsr.priors.ensure import ensure_priors
 from llvfsr.tracking import default_tracking_uri, end_parent_run, ensure_experiment, start_parent_run
-from sweeps.grids import Grid, variant_priors
+from sweeps.grids import Grid, Variant, variant_data, variant_priors
 from sweeps.presets import PRESETS
 from sweeps.trial import SweepContext, trial_fn
 
@@ -45,12 +44,12 @@ def sweep_name(grid: Grid, preset_name: str | None) -> str:
 def prepare_priors(grid: Grid, base: ExperimentConfig, scales: tuple[int, ...]) -> None:
     """Extract every prior field any variant needs, once per scale (and per variant data change), before any trial
     starts."""
-    needed: dict[tuple, set[str]] = {}
+    needed: dict[tuple, tuple[Variant, set[str]]] = {}
     for variant in grid.variants:
-        needed.setdefault(variant.data, set()).update(variant_priors(variant))
-    for changes, fields in needed.items():
+        needed.setdefault(variant.data, (variant, set()))[1].update(variant_priors(variant))
+    for variant, fields in needed.values():
         for scale in scales:
-            ensure_priors(dataclasses.replace(base.data, scale=scale, **dict(changes)), fields)
+            ensure_priors(variant_data(base.data, variant, scale=scale), fields)
 
 
 def init_ray(args: argparse.Namespace) -> None:

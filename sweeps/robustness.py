@@ -59,6 +59,8 @@ def evaluate_trial(run, args, mlflow_client, experiment_id: str, parent: str, do
     from llvfsr.counterfactual import colour_response, counterfactual_names, counterfactuals, hallucination_rates
     from llvfsr.evaluate import evaluate_split
     from llvfsr.models.from_config import required_fields
+    from llvfsr.priors.ensure import ensure_priors
+    from llvfsr.priors.types import PRIOR_KINDS
     from llvfsr.trial_data import load_split
 
     checkpoint = Path(run.data.tags.get("checkpoint", ""))
@@ -78,7 +80,9 @@ def evaluate_trial(run, args, mlflow_client, experiment_id: str, parent: str, do
     ]
     if not todo:
         return 0
-    data = load_split(config.data, "test", required_fields(model, config.model.name), device)
+    fields = required_fields(model, config.model.name)
+    ensure_priors(config.data, fields & set(PRIOR_KINDS), splits=("test",), progress=False)  # its sources, not the last
+    data = load_split(config.data, "test", fields, device)
     tcfg = resolve_train(config.train, config.model.name)
     reference: dict[str, float] | None = None
     logged = 0

@@ -21,7 +21,7 @@ import torch
 from llvfsr.config import ExperimentConfig, ModelConfig
 from llvfsr.models.official import official_in
 from llvfsr.train import TrainHooks, train
-from sweeps.grids import Variant, variant_priors
+from sweeps.grids import Variant, variant_data, variant_priors
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def experiment_for(ctx: SweepContext, params: dict, trial_id: str) -> tuple[Vari
             train_changes[key] = params[key]
     config = dataclasses.replace(
         ctx.base,
-        data=dataclasses.replace(ctx.base.data, scale=params.get("scale", ctx.base.data.scale), **dict(variant.data)),
+        data=variant_data(ctx.base.data, variant, scale=params.get("scale", ctx.base.data.scale)),
         model=ModelConfig(variant.model, tuple(sorted(overrides.items()))),
         train=dataclasses.replace(ctx.base.train, **train_changes),
         out_dir=str(Path(ctx.work_dir) / trial_id),

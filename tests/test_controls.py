@@ -1,6 +1,8 @@
 """The controls of the text priors: faces zoomed on the eyes (positive control), descriptions that say nothing about
 their face (negative controls), and the `controls` grid that runs them."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,6 +83,11 @@ def test_controls_grid_gives_each_variant_its_description_source(tmp_path):
         "llvfsr+constant-description": "synthetic-constant",
     }
     assert base.data.synthetic_zoom == 3.0  # the control preset zooms on the eyes
+    roots = {name: experiment_for(ctx, {"variant": name, "seed": 0}, "t")[1].data.priors_root for name in ctx.variants}
+    # a store holds one source per prior: the negative controls keep theirs apart from the true descriptions
+    assert roots["llvfsr"] == roots["llvfsr-wo-description"] == base.data.priors_root
+    assert roots["llvfsr+shuffled-description"] == str(Path(base.data.priors_root) / "synthetic-shuffled")
+    assert roots["llvfsr+constant-description"] == str(Path(base.data.priors_root) / "synthetic-constant")
 
 
 def test_controls_grid_refuses_real_data(tmp_path, capsys):

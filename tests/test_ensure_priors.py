@@ -39,3 +39,24 @@ def test_damaged_shards_are_named_and_re_extracted_before_training(tmp_path, cap
     after = repaired.load(FIELDS)
     assert torch.equal(after.mask, before.mask)  # the synthetic sources are exact: the same priors come back
     assert torch.equal(after.caption.tokens, before.caption.tokens)
+
+
+def test_a_split_is_not_loaded_from_a_store_holding_another_source_of_a_prior(tmp_path):
+    import dataclasses
+
+    import pytest
+
+    from llvfsr.priors.store import PriorStoreError
+    from llvfsr.trial_data import load_split
+
+    true = tiny_data(tmp_path)
+    shuffled = dataclasses.replace(true, description_source="synthetic-shuffled")
+    ensure_priors(true, {"mask", "description"}, splits=("test",), progress=False)
+    ensure_priors(shuffled, {"description"}, splits=("test",), progress=False)  # the same store: it now holds these
+    with pytest.raises(PriorStoreError, match="'description' is from source 'synthetic-shuffled', this run needs "
+                       "'synthetic'"):  # fmt: skip
+        load_split(true, "test", {"mask", "description"}, torch.device("cpu"))
+    assert load_split(true, "test", {"mask"}, torch.device("cpu")).priors.description is None  # the mask is fine
+    ensure_priors(true, {"description"}, splits=("test",), progress=False)  # what a run does first: put it back
+    loaded = load_split(true, "test", {"mask", "description"}, torch.device("cpu"))
+    assert loaded.priors.description.tokens.shape[0] == 4

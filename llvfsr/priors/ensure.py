@@ -12,7 +12,7 @@ from llvfsr.config import DataConfig
 from llvfsr.data.splits import open_split
 from llvfsr.priors.extract import extract_priors
 from llvfsr.priors.sources import make_source
-from llvfsr.priors.store import PriorStore
+from llvfsr.priors.store import PriorStore, PriorStoreError
 from llvfsr.priors.text_encoder import make_text_encoder
 from llvfsr.priors.types import TEXT_KINDS
 
@@ -61,6 +61,24 @@ def ensure_priors(data: DataConfig, fields: set[str], splits=("train", "test"), 
 def _store_fields(kind: str) -> list[str]:
     """The store fields that hold a prior kind: the texts and their embeddings, or the kind itself."""
     return [f"{kind}_text", f"{kind}_emb"] if kind in TEXT_KINDS else [kind]
+
+
+def check_sources(store, data: DataConfig, fields: set[str]) -> None:
+    """Raise `PriorStoreError` unless `store` holds each prior kind of `fields` complete and from the source `data`
+    names: a store keeps one source per prior, and reading another's (a negative control's shuffled descriptions
+    extracted into the same store since) would silently give a run the wrong priors."""
+    names, status = source_names(data), store.status()
+    for kind in sorted(fields):
+        if _complete(status, kind, names[kind], data.text_chunking):
+            continue
+        held = status.get(_store_fields(kind)[0], {})
+        raise PriorStoreError(
+            f"prior store {store.directory}: {kind!r} is "
+            + (f"from source {held['source']!r}" if held.get("complete") else "incomplete")
+            + f", this run needs {names[kind]!r} ({kind}_source). Extract it again (`python -m llvfsr.priors "
+            "extract`, or run the sweep again): a store holds one source per prior, so runs that use different "
+            "sources of a prior must not share a --priors-root at the same time."
+        )
 
 
 def _complete(status: dict, kind: str, source: str, text_chunking: str = "truncate") -> bool:
