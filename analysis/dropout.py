@@ -1,8 +1,8 @@
 """Prior dropout beside the architectural ablations (issue 14, item 5).
 
 One LLV-FSR trained with prior dropout (`TrainConfig.prior_dropout`) is given a subset of its priors at test time,
-the others withheld (`sweeps/robustness.py`, counterfactuals ``withhold:<priors>``). Each subset is set beside the
-LLV-FSR architecture trained with that subset alone: Fig. 9's "LLV-FSR w/o <prior>", the `priors` grid's
+the others withheld (`sweeps/robustness.py`, the counterfactuals `llvfsr.counterfactual.WITHHOLDS`). Each subset is
+set beside the LLV-FSR architecture trained with that subset alone: Fig. 9's "LLV-FSR w/o <prior>", the `priors` grid's
 ``priors:<subset>`` and Model 1 (no priors). A small gap means the one dropout model stands in for the ablation
 runs; a large one means the ablation's answer depends on retraining without the prior.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from llvfsr.counterfactual import WITHHOLDS
 from llvfsr.models.lvpfb import BRANCHES
 
-WITHHOLD = "withhold:"
 NOT_LVPFB = {"llvfsr-model2"}  # reads all four priors, but fused by concatenation: not the same architecture
 
 
@@ -50,7 +50,7 @@ def dropout_comparison(trials: pd.DataFrame, robustness: pd.DataFrame, metric: s
     """
     if robustness.empty or "counterfactual" not in robustness:
         return pd.DataFrame()
-    withheld = robustness[robustness.counterfactual.astype(str).str.startswith(WITHHOLD)]
+    withheld = robustness[robustness.counterfactual.isin(WITHHOLDS)]
     architectural = trials[trials.model.astype(str).str.startswith("llvfsr") & ~trials.model.isin(NOT_LVPFB)]
     rows = []
     for (variant, scale), runs in withheld.groupby(["variant", "scale"], sort=True):
@@ -58,8 +58,7 @@ def dropout_comparison(trials: pd.DataFrame, robustness: pd.DataFrame, metric: s
         reads = priors_of(own.priors.iloc[0]) if not own.empty else frozenset(BRANCHES)
         given = [(reads, own[metric] if metric in own else pd.Series(dtype=float))]
         for name, group in runs.groupby("counterfactual", sort=False):
-            held = frozenset(name.removeprefix(WITHHOLD).split("+")) if not name.endswith(":all") else reads
-            given.append((reads - held, group[f"test_{metric}"]))
+            given.append((reads - frozenset(WITHHOLDS[name][0]), group[f"test_{metric}"]))
         others = architectural[(architectural.variant != variant) & (architectural.scale == int(scale))]
         for priors, values in sorted(given, key=lambda g: (-len(g[0]), subset_label(g[0]))):
             match = others[others.priors.map(priors_of) == priors]

@@ -106,12 +106,12 @@ GRIDS: dict[str, Grid] = {
 }
 
 
-def variant_data(base: DataConfig, variant: Variant, **also) -> DataConfig:
-    """`base` with a variant's data changes (and `also`). A variant that reads a prior from another source keeps its
-    priors in a store of its own (``<priors_root>/<source>``): a store holds one source per prior, and the variants
-    of one sweep train side by side."""
-    data = dataclasses.replace(base, **dict(variant.data), **also)
-    sources = sorted(f"{v}" for k, v in variant.data if k.endswith("_source") and v != getattr(base, k))
+def variant_data(base: DataConfig, changes: tuple[tuple[str, object], ...], **also) -> DataConfig:
+    """`base` with a variant's data `changes` (`Variant.data`) and `also`. A variant that reads a prior from another
+    source keeps its priors in a store of its own (``<priors_root>/<source>``): a store holds one source per prior,
+    and the variants of one sweep train side by side."""
+    data = dataclasses.replace(base, **dict(changes), **also)
+    sources = sorted(f"{v}" for k, v in changes if k.endswith("_source") and v != getattr(base, k))
     if sources:
         data = dataclasses.replace(data, priors_root=str(Path(base.priors_root) / "+".join(sources)))
     return data

@@ -10,7 +10,7 @@ from llvfsr.config import ExperimentConfig
 from llvfsr.models.official import official_in
 from llvfsr.priors.ensure import ensure_priors
 from llvfsr.tracking import default_tracking_uri, end_parent_run, ensure_experiment, start_parent_run
-from sweeps.grids import Grid, Variant, variant_data, variant_priors
+from sweeps.grids import Grid, variant_data, variant_priors
 from sweeps.presets import PRESETS
 from sweeps.trial import SweepContext, trial_fn
 
@@ -44,12 +44,12 @@ def sweep_name(grid: Grid, preset_name: str | None) -> str:
 def prepare_priors(grid: Grid, base: ExperimentConfig, scales: tuple[int, ...]) -> None:
     """Extract every prior field any variant needs, once per scale (and per variant data change), before any trial
     starts."""
-    needed: dict[tuple, tuple[Variant, set[str]]] = {}
+    needed: dict[tuple, set[str]] = {}
     for variant in grid.variants:
-        needed.setdefault(variant.data, (variant, set()))[1].update(variant_priors(variant))
-    for variant, fields in needed.values():
+        needed.setdefault(variant.data, set()).update(variant_priors(variant))
+    for changes, fields in needed.items():
         for scale in scales:
-            ensure_priors(variant_data(base.data, variant, scale=scale), fields)
+            ensure_priors(variant_data(base.data, changes, scale=scale), fields)
 
 
 def init_ray(args: argparse.Namespace) -> None:

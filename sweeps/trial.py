@@ -55,7 +55,7 @@ def experiment_for(ctx: SweepContext, params: dict, trial_id: str) -> tuple[Vari
             train_changes[key] = params[key]
     config = dataclasses.replace(
         ctx.base,
-        data=variant_data(ctx.base.data, variant, scale=params.get("scale", ctx.base.data.scale)),
+        data=variant_data(ctx.base.data, variant.data, scale=params.get("scale", ctx.base.data.scale)),
         model=ModelConfig(variant.model, tuple(sorted(overrides.items()))),
         train=dataclasses.replace(ctx.base.train, **train_changes),
         out_dir=str(Path(ctx.work_dir) / trial_id),
