@@ -167,3 +167,29 @@ def test_centred_reading_sees_a_partial_move_towards_the_true_colour(reader, hr)
         degrade_bicubic(hr, 8).clamp(0, 1).mul(255).round().div(255), scale_factor=8, mode="bicubic"
     ).clamp(0, 1)
     assert attribute_summary(read(reader, bicubic))["attr_eye_colour_centred_bacc"] < 0.4  # measured 0.19 (128 faces)
+
+
+def test_references_are_cached_on_disk_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
+    import llvfsr.data.synthetic_attributes as attributes
+
+    monkeypatch.setenv("LLVFSR_CACHE", str(tmp_path))
+    first = attributes.cached_references(SEED, [0, 1], 32, 1.0)
+    (path,) = (tmp_path / "attribute_references").glob("*.pkl")
+
+    def no_render(*args):
+        raise AssertionError("rendered a face the cache holds")
+
+    monkeypatch.setattr(attributes, "face_references", no_render)
+    again = attributes.cached_references(SEED, [1, 0], 32, 1.0)  # from disk, in the order asked
+    assert again[0][0] == first[1][0] == render_face(SEED, 1, 32).attributes
+    for name in ATTRIBUTES:
+        assert np.array_equal(again[1][1][name].renders, first[0][1][name].renders)
+        assert again[1][1][name].box == first[0][1][name].box
+    with pytest.raises(AssertionError, match="cache holds"):
+        attributes.cached_references(SEED, [0, 2], 32, 1.0)  # face 2 is not cached: it must be rendered
+    monkeypatch.undo()
+    monkeypatch.setenv("LLVFSR_CACHE", str(tmp_path))
+    path.write_bytes(b"not a pickle")
+    rebuilt = attributes.cached_references(SEED, [0], 32, 1.0)
+    assert np.array_equal(rebuilt[0][1]["eye_colour"].renders, first[0][1]["eye_colour"].renders)
+    assert path.stat().st_size > 1000 and not list(path.parent.glob("*.tmp"))

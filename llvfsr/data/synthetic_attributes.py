@@ -26,14 +26,17 @@ in [0, 1] at the HR size the references were rendered at.
 from __future__ import annotations
 
 import functools
+import os
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from llvfsr.data import synthetic_text as text
-from llvfsr.data.synthetic import render_face
+from llvfsr.data.synthetic import GENERATOR_VERSION, render_face
 
 # attribute -> its options, in a fixed order (class ids of the confusion matrices)
 ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -44,6 +47,8 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
 # derived yes/no attributes: present = the option is not "none"
 PRESENCE = {"glasses_present": "glasses", "earrings_present": "earrings"}
 _DIFFERS = 1.5 / 255  # a pixel belongs to an attribute where its renders differ by more than this
+# Bump when the references of a face change (with the generator's version, it names the cache files).
+REFERENCE_VERSION = 1
 
 
 @dataclass
@@ -142,12 +147,42 @@ def _attributes(seed: int, index: int, size: int, zoom: float) -> dict:
     return render_face(seed, index, size, zoom=zoom).attributes
 
 
+def reference_cache_dir() -> Path:
+    """Where rendered references are kept between processes: ``$LLVFSR_CACHE/attribute_references`` (default
+    ``~/.cache/llvfsr``). A zoomed face takes about a second to render with all its options, and every trial and
+    robustness pass of a sweep reads the same test faces."""
+    return Path(os.environ.get("LLVFSR_CACHE", Path.home() / ".cache" / "llvfsr")) / "attribute_references"
+
+
+def cached_references(seed: int, indices: list[int], size: int, zoom: float) -> list[tuple[dict, dict]]:
+    """Each face's true attributes and `face_references`, read from the on-disk cache where present; the missing
+    ones are rendered and the cache file rewritten (atomically: a killed process leaves the previous file)."""
+    path = reference_cache_dir() / f"g{GENERATOR_VERSION}-r{REFERENCE_VERSION}-seed{seed}-{size}px-zoom{zoom:g}.pkl"
+    stored: dict[int, tuple[dict, dict[str, AttributeReference]]] = {}
+    if path.is_file():
+        try:
+            stored = pickle.loads(path.read_bytes())
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError):
+            stored = {}  # a damaged cache is rebuilt, never trusted
+    missing = [i for i in indices if i not in stored]
+    for i in missing:
+        stored[i] = (dict(_attributes(seed, i, size, zoom)), face_references(seed, i, size, zoom))
+    if missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        partial.write_bytes(pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL))
+        partial.replace(path)
+    return [stored[i] for i in indices]
+
+
 class AttributeReader:
-    """Reads every text-only attribute of the faces of one synthetic split (references rendered once)."""
+    """Reads every text-only attribute of the faces of one synthetic split (references rendered once, cached on
+    disk by `cached_references`)."""
 
     def __init__(self, seed: int, indices: list[int], size: int, zoom: float = 1.0):
-        self.truth = [dict(_attributes(seed, i, size, zoom)) for i in indices]
-        self.refs = [face_references(seed, i, size, zoom) for i in indices]
+        faces = cached_references(seed, list(indices), size, zoom)
+        self.truth = [truth for truth, _ in faces]
+        self.refs = [refs for _, refs in faces]
 
     def __call__(self, images: Tensor, positions: list[int]) -> dict[str, list]:
         """Per-face columns for the faces at `positions` (indices into this reader's faces) shown in `images`:
