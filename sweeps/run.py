@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"grid {grid.name}: {grid.summary}")
     print(
         f"preset {preset_name}: data={base.data.dataset} hr={base.data.hr_size} epochs={base.train.epochs} "
-        f"batch={base.train.batch_size}; per trial: {args.workers_per_trial} worker(s) x "
+        f"batch={base.train.batch_size} text={base.data.text_encoder}; per trial: {args.workers_per_trial} worker(s) x "
         f"{args.cpus_per_trial} CPU, {gpus} GPU"
     )
     if base.train.identity:
