@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from llvfsr.data import synthetic_text as text
 from llvfsr.data.synthetic import GENERATOR_VERSION, render_face
@@ -156,7 +157,7 @@ def reference_cache_dir() -> Path:
 
 def cached_references(seed: int, indices: list[int], size: int, zoom: float) -> list[tuple[dict, dict]]:
     """Each face's true attributes and `face_references`, read from the on-disk cache where present; the missing
-    ones are rendered and the cache file rewritten (atomically: a killed process leaves the previous file)."""
+    ones are rendered and the cache file rewritten every 64 faces (atomically: a killed process keeps the last)."""
     path = reference_cache_dir() / f"g{GENERATOR_VERSION}-r{REFERENCE_VERSION}-seed{seed}-{size}px-zoom{zoom:g}.pkl"
     stored: dict[int, tuple[dict, dict[str, AttributeReference]]] = {}
     if path.is_file():
@@ -165,13 +166,13 @@ def cached_references(seed: int, indices: list[int], size: int, zoom: float) -> 
         except (pickle.UnpicklingError, EOFError, AttributeError, ValueError):
             stored = {}  # a damaged cache is rebuilt, never trusted
     missing = [i for i in indices if i not in stored]
-    for i in missing:
+    for done, i in enumerate(tqdm(missing, desc="attribute references", unit="face", disable=len(missing) < 32), 1):
         stored[i] = (dict(_attributes(seed, i, size, zoom)), face_references(seed, i, size, zoom))
-    if missing:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        partial.write_bytes(pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL))
-        partial.replace(path)
+        if done % 64 == 0 or done == len(missing):  # a killed process keeps what it rendered up to here
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            partial.write_bytes(pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL))
+            partial.replace(path)
     return [stored[i] for i in indices]
 
 
