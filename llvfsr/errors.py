@@ -31,6 +31,10 @@ class UsageError(UserError):
     exit_code = 2
 
 
+class TextEncoderError(UserError, RuntimeError):
+    """A text encoder cannot be built as asked (no weights and no permission to use random ones)."""
+
+
 def describe_os_error(error: OSError) -> str:
     """'PATH: reason' for an OSError that names a file (FileNotFoundError, PermissionError, ...), else its text."""
     if error.filename is not None and error.strerror:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from llvfsr.priors.text_encoder import TextEncoderError
+from llvfsr.errors import TextEncoderError
 
 MINILM = "minilm"
 MINILM_WIDTH = 384

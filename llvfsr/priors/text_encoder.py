@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from llvfsr.config import DataConfig
-from llvfsr.errors import UserError
+from llvfsr.errors import TextEncoderError
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +39,6 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 def split_sentences(text: str) -> list[str]:
     """The sentences of `text` (split after ``. ! ? ;`` and whitespace); ``[""]`` for an empty text."""
     return [part.strip() for part in _SENTENCE_END.split(text.strip()) if part.strip()] or [""]
-
-
-class TextEncoderError(UserError, RuntimeError):
-    """The text encoder cannot be built as asked (no weights and no permission to use random ones)."""
 
 
 class ClipTextEncoder:
