@@ -11,3 +11,12 @@ def private_llvfsr_cache(tmp_path_factory):
     the suite's sweeps inherit it)."""
     os.environ["LLVFSR_CACHE"] = str(tmp_path_factory.mktemp("llvfsr-cache"))
     yield
+
+
+@pytest.fixture
+def hub_offline(monkeypatch):
+    """No Hugging Face Hub access, whatever the environment says: a test that reaches for the network fails."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

@@ -96,9 +96,8 @@ def make_sources(kinds=tuple(CLASSES), **options):
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+def offline(hub_offline):
+    """Every test here runs without the Hugging Face Hub (`conftest.hub_offline`)."""
 
 
 @pytest.fixture(scope="module")

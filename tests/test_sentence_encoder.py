@@ -3,7 +3,6 @@
 sentence-transformers, which loads the same folder its own way, is the reference for the pooled embedding.
 """
 
-import huggingface_hub.constants
 import pytest
 import torch
 
@@ -19,9 +18,8 @@ TEXTS = [
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+def offline(hub_offline):
+    """Every test here runs without the Hugging Face Hub (`conftest.hub_offline`)."""
 
 
 @pytest.fixture(scope="module")

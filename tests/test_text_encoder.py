@@ -2,7 +2,6 @@
 
 import logging
 
-import huggingface_hub.constants
 import open_clip
 import pytest
 import torch
@@ -19,9 +18,8 @@ TEXTS = ["a photo of a smiling woman with long brown hair", "a man with short bl
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+def offline(hub_offline):
+    """Every test here runs without the Hugging Face Hub (`conftest.hub_offline`)."""
 
 
 @pytest.fixture(scope="module")
