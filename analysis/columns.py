@@ -34,6 +34,7 @@ COLUMNS: tuple[Column, ...] = (
     # only the description states; chance is 1 / options (iris 0.20, frames 0.25, earrings 0.33)
     Column("attr_eye_colour_bacc", 2, True, "IRIS bacc (0.20)"),
     Column("attr_eye_colour_centred_bacc", 2, True, "IRIS centred bacc (0.20)"),  # the run's shared iris removed
+    Column("attr_eye_colour_matched_bacc", 2, True, "IRIS matched bacc (0.20)"),  # the stated colour's pattern
     Column("attr_glasses_bacc", 2, True, "FRAMES bacc (0.25)"),
     Column("attr_earrings_bacc", 2, True, "EARRINGS bacc (0.33)"),
 )

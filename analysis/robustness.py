@@ -17,8 +17,10 @@ COLUMNS = {  # metric -> column title
     "delta_psnr": "ΔPSNR (dB)",
     "delta_ssim": "ΔSSIM",
     "test_attr_eye_colour_bacc": "iris bacc",
+    "test_attr_eye_colour_matched_bacc": "iris matched bacc",
     "test_colour_response": "colour resp.",
     "test_hallucination_eye_colour": "iris halluc.",
+    "test_hallucination_eye_colour_matched": "iris matched halluc.",
     "test_hallucination_glasses": "frames halluc.",
 }
 

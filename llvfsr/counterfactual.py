@@ -231,13 +231,16 @@ def counterfactuals(data: SplitData, config: DataConfig, names: list[str], seed:
 
 def hallucination_rates(frame, stated: dict[str, list[str | None]]) -> dict[str, float]:
     """Per attribute, the fraction of faces whose wrong stated value the SR face shows (``hallucination_<name>``),
-    over the faces where the counterfactual text states a value other than the truth."""
+    over the faces where the counterfactual text states a value other than the truth; for the iris, also with the
+    matched reader (``hallucination_eye_colour_matched``), which sees a faintly drawn colour."""
     rates = {}
     for name, values in stated.items():
-        answers = frame[f"attr_{name}"].tolist()
-        pairs = [(a, s) for a, s in zip(answers, values, strict=True) if s is not None]
-        if pairs:
-            rates[f"hallucination_{name}"] = sum(a == s for a, s in pairs) / len(pairs)
+        readings = [name, f"{name}_matched"] if f"attr_{name}_matched" in frame else [name]  # the iris: both readers
+        for reading in readings:
+            answers = frame[f"attr_{reading}"].tolist()
+            pairs = [(a, s) for a, s in zip(answers, values, strict=True) if s is not None]
+            if pairs:
+                rates[f"hallucination_{reading}"] = sum(a == s for a, s in pairs) / len(pairs)
     return rates
 
 

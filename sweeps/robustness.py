@@ -8,7 +8,9 @@ touches a prior the model reads is evaluated on the test split (the faces are un
 recorded as one child run of the sweep's parent run (tags ``role=robustness``, ``counterfactual``,
 ``source_run``), with ``delta_psnr`` / ``delta_ssim`` against the same model on the true priors and, for text
 edits, the hallucination rate. A run that exists and finished is not evaluated again, so an interrupted pass
-resumes. A figure shows one face super-resolved under a description stating each iris colour.
+resumes; ``--rerun`` evaluates the chosen counterfactuals again and replaces their runs (after a reader changed:
+``--only none --rerun`` re-reads every trial on its true priors). A figure shows one face super-resolved under a
+description stating each iris colour.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--only", default=None, help="comma-separated counterfactual names (default: all)")
     p.add_argument("--device", default="cpu", help="torch device for evaluation")
+    p.add_argument(
+        "--rerun", action="store_true", help="evaluate the chosen counterfactuals again, replacing their finished runs"
+    )
     p.add_argument("--figure", default=None, help="also write the colour-counterfactual figure to this PNG")
     return p.parse_args(argv)
 
@@ -76,7 +81,9 @@ def evaluate_trial(run, args, mlflow_client, experiment_id: str, parent: str, do
     if args.only:
         wanted = [n for n in wanted if n == "none" or n in args.only.split(",")]
     todo = [
-        n for n in wanted if (run.info.run_id, n) not in done or done[(run.info.run_id, n)].info.status != "FINISHED"
+        n
+        for n in wanted
+        if args.rerun or (run.info.run_id, n) not in done or done[(run.info.run_id, n)].info.status != "FINISHED"
     ]
     if not todo:
         return 0
@@ -113,6 +120,9 @@ def evaluate_trial(run, args, mlflow_client, experiment_id: str, parent: str, do
                     if k in run.data.tags
                 },
             }
+            replaced = done.get((run.info.run_id, cf.name))
+            if replaced is not None:  # --rerun, or an unfinished run of an interrupted pass
+                mlflow_client.delete_run(replaced.info.run_id)
             new = mlflow_client.create_run(experiment_id, tags=tags).info.run_id
             mlflow_client.log_batch(new, metrics=_metrics(summary))
             mlflow_client.log_artifact(new, str(Path(folder) / "per_image.csv"))

@@ -139,6 +139,11 @@ def test_hallucination_rate_counts_faces_showing_the_stated_value():
     frame = pd.DataFrame({"attr_eye_colour": ["blue", "green", "grey", "amber"]})
     stated = {"eye_colour": ["blue", "blue", None, "grey"]}  # None: the text states the truth there
     assert hallucination_rates(frame, stated) == {"hallucination_eye_colour": pytest.approx(1 / 3)}
+    frame["attr_eye_colour_matched"] = ["blue", "blue", "grey", "green"]  # the matched reader, where it was run
+    assert hallucination_rates(frame, stated) == {
+        "hallucination_eye_colour": pytest.approx(1 / 3),
+        "hallucination_eye_colour_matched": pytest.approx(2 / 3),
+    }
 
 
 def test_robustness_pass_logs_finished_runs_resumes_and_tabulates(data_config, tmp_path, capsys):
@@ -173,6 +178,15 @@ def test_robustness_pass_logs_finished_runs_resumes_and_tabulates(data_config, t
     assert main(["--sweep", "s1", "--tracking-uri", uri, "--only", "description:eye-colour,mask:shift"]) == 0
     assert "logged 0 robustness run(s)" in capsys.readouterr().out  # resumed: nothing evaluated twice
     assert len(mlflow_client.search_runs([eid], "tags.role = 'robustness'")) == 3
+    before = {r.data.tags["counterfactual"]: r.info.run_id for r in runs}
+    assert main(["--sweep", "s1", "--tracking-uri", uri, "--only", "none", "--rerun"]) == 0  # e.g. a new reader
+    assert "logged 1 robustness run(s)" in capsys.readouterr().out
+    after = {
+        r.data.tags["counterfactual"]: r.info.run_id
+        for r in mlflow_client.search_runs([eid], "tags.role = 'robustness'")
+    }
+    assert len(after) == 3 and after["none"] != before["none"] and after["mask:shift"] == before["mask:shift"]
+    assert "test_attr_eye_colour_matched_bacc" in mlflow_client.get_run(after["none"]).data.metrics
 
     table = robustness_table(robustness_runs(uri, "llvfsr", sweep="s1"))
     assert list(table.counterfactual) == ["description:eye-colour", "mask:shift", "none"]

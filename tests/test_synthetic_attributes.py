@@ -21,6 +21,7 @@ from llvfsr.data.synthetic_attributes import (
     balanced_accuracy,
     confusion,
     iris_axes,
+    read_iris_matched,
 )
 from llvfsr.priors.ensure import ensure_priors
 
@@ -49,8 +50,10 @@ def test_hr_faces_read_back_their_own_attributes(reader, hr):
     frame = read(reader, hr)
     for name in ATTRIBUTES:  # measured: 128 of 128 faces right for every attribute at 64 px
         assert (frame[f"attr_{name}"] == frame[f"attr_{name}_true"]).all(), name
+    assert (frame.attr_eye_colour_matched == frame.attr_eye_colour_true).all()
     summary = attribute_summary(frame)
     assert summary["attr_eye_colour_bacc"] == 1.0 and summary["attr_eye_colour_chance"] == 0.2
+    assert summary["attr_eye_colour_matched_bacc"] == 1.0
     assert summary["attr_glasses_present_acc"] == 1.0 and summary["attr_earrings_present_acc"] == 1.0
 
 
@@ -62,6 +65,7 @@ def test_bicubic_faces_read_at_chance(reader, hr):
     # measured on 128 faces: eye colour 0.21 (chance 0.20; every blurred iris reads "grey", the luminance axis),
     # glasses 0.37 (0.25: thick black frames leave a faint trace), earrings 0.31 (0.33)
     assert summary["attr_eye_colour_bacc"] < 0.4
+    assert summary["attr_eye_colour_matched_bacc"] < 0.4  # measured 0.25 on these 60 faces
     assert summary["attr_glasses_bacc"] < 0.6
     assert summary["attr_earrings_bacc"] < 0.6
 
@@ -85,7 +89,9 @@ def test_the_eye_colour_stays_out_of_the_lr_face_when_zoomed_on_the_eyes():
     lr = degrade_bicubic(hr, 8).clamp(0, 1).mul(255).round().div(255)
     bicubic = F.interpolate(lr, scale_factor=8, mode="bicubic", align_corners=False).clamp(0, 1)
     assert attribute_summary(read(zoomed, hr))["attr_eye_colour_centred_bacc"] == 1.0
+    assert attribute_summary(read(zoomed, hr))["attr_eye_colour_matched_bacc"] == 1.0
     assert attribute_summary(read(zoomed, bicubic))["attr_eye_colour_centred_bacc"] < 0.35
+    assert attribute_summary(read(zoomed, bicubic))["attr_eye_colour_matched_bacc"] < 0.35  # measured 0.20
 
 
 def test_a_recoloured_iris_is_read_as_its_new_colour(reader):
@@ -110,6 +116,51 @@ def test_a_uniform_tint_along_a_colour_axis_is_read_as_that_colour(reader, hr):
             region = x[i, :, top : top + h, left : left + w]
             x[i, :, top : top + h, left : left + w] = region + weight * (tinted.clamp(0, 1) - region)
         assert (read(reader, x).attr_eye_colour == colour).all(), colour
+
+
+def blend_towards(reader, hr, fraction: float, shift: int = 0) -> torch.Tensor:
+    """Each iris `fraction` of the way from the average of its five colour renders to colour ``true + shift``."""
+    colours = ATTRIBUTES["eye_colour"]
+    x = hr.clone()
+    for i in range(len(x)):
+        ref = reader.refs[i]["eye_colour"]
+        top, left, h, w = ref.box
+        renders = torch.from_numpy(ref.renders)  # [5, 3, h, w]
+        target = renders[(colours.index(reader.truth[i]["eye_colour"]) + shift) % len(colours)]
+        x[i, :, top : top + h, left : left + w] = (1 - fraction) * renders.mean(0) + fraction * target
+    return x
+
+
+def test_matched_reading_sees_a_faint_pattern_per_face_and_names_a_wrong_one(reader, hr):
+    """A twentieth of the stated colour's pattern over the average iris: the matched reader names every face's
+    colour (the second-moment reader answers one colour for all); a twentieth of the *next* colour is read as that
+    colour, never as the true one: it sees the pattern drawn, not the truth."""
+    frame = read(reader, blend_towards(reader, hr, 0.05))
+    assert (frame.attr_eye_colour_matched == frame.attr_eye_colour_true).all()  # measured: 60 of 60
+    assert attribute_summary(frame)["attr_eye_colour_bacc"] < 0.5  # measured 0.20
+    colours = ATTRIBUTES["eye_colour"]
+    frame = read(reader, blend_towards(reader, hr, 0.05, shift=1))
+    planted = [colours[(colours.index(t) + 1) % 5] for t in frame.attr_eye_colour_true]
+    assert (frame.attr_eye_colour_matched == planted).all()
+    assert attribute_summary(frame)["attr_eye_colour_matched_bacc"] == 0.0
+
+
+def test_matched_reading_ignores_a_uniform_tint(reader, hr):
+    """The pattern field averages to about zero over the iris, so a tint along any colour axis leaves every answer
+    where it was (the second-moment reader follows the tint, as `test_a_uniform_tint...` shows)."""
+    axes = torch.from_numpy(iris_axes()).float()
+    faces = list(range(12))
+    refs = [reader.refs[i]["eye_colour"] for i in faces]
+    answers = []
+    for k in range(len(axes)):
+        x = hr[faces].clone()
+        for i, ref in zip(faces, refs, strict=True):
+            top, left, h, w = ref.box
+            tinted = (torch.from_numpy(ref.neutral) + 0.1 * axes[k][:, None, None]).clamp(0, 1)
+            region = x[i, :, top : top + h, left : left + w]
+            x[i, :, top : top + h, left : left + w] = region + torch.from_numpy(ref.weight) * (tinted - region)
+        answers.append(read_iris_matched(x, refs).argmax(1).tolist())
+    assert all(a == answers[0] for a in answers)  # measured: the same answer under all five tints
 
 
 def test_balanced_accuracy_and_confusion_match_scikit_learn():
@@ -152,14 +203,7 @@ def test_evaluation_writes_attribute_columns_and_summary(tmp_path):
 def test_centred_reading_sees_a_partial_move_towards_the_true_colour(reader, hr):
     """Each iris a tenth of the way from the average of its five colours to its own: every face reads as one
     colour (raw balanced accuracy at chance), the centred reading of the run finds most true colours."""
-    x = hr.clone()
-    for i in range(len(x)):
-        ref = reader.refs[i]["eye_colour"]
-        top, left, h, w = ref.box
-        renders = torch.from_numpy(ref.renders)  # [5, 3, h, w]
-        own = renders[ATTRIBUTES["eye_colour"].index(reader.truth[i]["eye_colour"])]
-        x[i, :, top : top + h, left : left + w] = 0.9 * renders.mean(0) + 0.1 * own
-    frame = read(reader, x)
+    frame = read(reader, blend_towards(reader, hr, 0.1))
     summary = attribute_summary(frame)
     assert summary["attr_eye_colour_bacc"] < 0.5  # measured 0.20: every face reads as one colour
     assert summary["attr_eye_colour_centred_bacc"] > 0.6  # measured 0.80 (0.80 at a twentieth of the way too)

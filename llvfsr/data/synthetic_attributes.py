@@ -17,6 +17,11 @@ the pixels where those renders differ are where the attribute lives.
   along which colour axis ``delta_c`` the image departs from the neutral iris ``A`` the most (second moment, so
   the pattern anywhere and a uniform tint both count). An HR face reads back its own colour; a blurred one departs
   along no particular axis.
+- **Iris colour, matched** (``attr_eye_colour_matched``): the same fit read as a matched filter, the departure
+  from ``A`` projected on each colour's own pattern ``g * delta_c``. Signed, and ``g`` averages to about zero over
+  the iris, so a shared offset, a uniform tint or noise reads nothing: only the stated colour's sectors, drawn where
+  the renders put them, count, however faintly. A model that draws a tenth of the colour reads correctly here and
+  as one colour for every face above (60-epoch control, 3 seeds: 0.37 against 0.20).
 
 Readers are calibrated by balanced accuracy (mean of per-class recalls: a reader that always answers one class
 scores exactly chance, 1 / classes) and confusion matrices, not plain accuracy. Images are float RGB [B,3,H,W]
@@ -71,20 +76,26 @@ class AttributeReference:
 
 def iris_axes() -> np.ndarray:
     """Unit RGB axis of each eye colour (vivid colour minus the shared iris mean), float [K, 3], in option order."""
-    mean = np.asarray(text.IRIS_MEAN, np.float64)
-    axes = np.stack([np.asarray(text.EYE_COLOURS[c], np.float64) - mean for c in ATTRIBUTES["eye_colour"]])
+    axes = _iris_deltas()
     return axes / np.linalg.norm(axes, axis=1, keepdims=True)
 
 
-def _neutral_iris(renders: np.ndarray) -> np.ndarray:
-    """Per-pixel least-squares fit of ``R_c = A + g * delta_c`` over the K renders; returns A, float [3, h, w]."""
+def _iris_fit(renders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel least-squares fit of ``R_c = A + g * delta_c`` over the K renders (``delta_c`` in [0, 1] units);
+    returns (A float [3, h, w], g float [h, w]): the colour-neutral iris and the pattern field."""
     # Vivid and counter-tinted sectors both depart from the mean along the colour's axis; the scale goes into g.
-    mean = np.asarray(text.IRIS_MEAN, np.float64)
-    delta = np.stack([np.asarray(text.EYE_COLOURS[c], np.float64) - mean for c in ATTRIBUTES["eye_colour"]]) / 255
+    delta = _iris_deltas()
     centred_r = renders - renders.mean(0, keepdims=True)  # [K, 3, h, w]
     centred_d = delta - delta.mean(0, keepdims=True)  # [K, 3]
     g = np.einsum("kchw,kc->hw", centred_r, centred_d) / (centred_d**2).sum()
-    return (renders.mean(0) - g[None] * delta.mean(0)[:, None, None]).astype(np.float32)
+    neutral = renders.mean(0) - g[None] * delta.mean(0)[:, None, None]
+    return neutral.astype(np.float32), g.astype(np.float32)
+
+
+def _iris_deltas() -> np.ndarray:
+    """Each eye colour's vivid colour minus the shared iris mean, float [K, 3] in [0, 1] units, in option order."""
+    mean = np.asarray(text.IRIS_MEAN, np.float64)
+    return np.stack([np.asarray(text.EYE_COLOURS[c], np.float64) - mean for c in ATTRIBUTES["eye_colour"]]) / 255
 
 
 @functools.lru_cache(maxsize=2048)  # a robustness pass reads the same test faces once per counterfactual
@@ -105,7 +116,7 @@ def face_references(seed: int, index: int, size: int, zoom: float = 1.0) -> dict
         height, width = int(rows.max()) - top + 1, int(cols.max()) - left + 1
         crop = images[:, :, top : top + height, left : left + width]
         weight = differs[top : top + height, left : left + width].astype(np.float32)
-        neutral = _neutral_iris(crop) if name == "eye_colour" else None
+        neutral = _iris_fit(crop)[0] if name == "eye_colour" else None
         refs[name] = AttributeReference((top, left, height, width), weight, crop, neutral)
     return refs
 
@@ -141,6 +152,24 @@ def read_attribute(images: Tensor, refs: list[AttributeReference], name: str) ->
     renders = _padded([r.renders for r in refs], shape, images.device)  # [B, K, 3, h, w]
     err = (crops[:, None] - renders).pow(2).sum(2)  # [B, K, h, w]
     return -(err * weight[:, None]).sum((-2, -1))
+
+
+def read_iris_matched(images: Tensor, refs: list[AttributeReference]) -> Tensor:
+    """Matched-filter iris scores, float [B, K]: each image's departure from the average of its face's five colour
+    renders, projected on each colour's own departure from that average (``g * (delta_c - mean delta)``, unit
+    colour axis) over the iris pixels, per unit of the pattern's energy. An HR iris scores highest for its own
+    colour; the average iris, a uniform tint or noise score about zero for every colour; a fraction f of the
+    stated colour drawn over the average iris scores f times what the HR iris scores."""
+    crops = _crops(images.float(), [r.box for r in refs])
+    shape = tuple(crops.shape[-2:])
+    weight = _padded([r.weight for r in refs], shape, images.device)  # [B, h, w]
+    average = _padded([r.renders.mean(0) for r in refs], shape, images.device)  # [B, 3, h, w]
+    pattern = _padded([_iris_fit(r.renders)[1] for r in refs], shape, images.device) * weight  # [B, h, w]
+    deltas = _iris_deltas()
+    axes = deltas - deltas.mean(0, keepdims=True)  # what sets each colour apart from the average iris
+    axes = torch.from_numpy(axes / np.linalg.norm(axes, axis=1, keepdims=True)).float().to(images.device)
+    along = torch.einsum("bchw,kc->bkhw", crops - average, axes)
+    return (along * pattern[:, None]).sum((-2, -1)) / pattern.pow(2).sum((-2, -1)).clamp_min(1e-12)[:, None]
 
 
 @functools.lru_cache(maxsize=2048)
@@ -200,6 +229,11 @@ class AttributeReader:
             if name == "eye_colour":  # the scores themselves, for the centred reading of a whole run
                 for k, option in enumerate(options):
                     columns[f"attr_{name}_score_{option}"] = scores[:, k].tolist()
+                matched = read_iris_matched(images, [self.refs[p][name] for p in positions]).argmax(1).tolist()
+                columns[f"attr_{name}_matched"] = [options[k] for k in matched]
+                columns[f"attr_{name}_matched_correct"] = [
+                    float(options[k] == t) for k, t in zip(matched, truths, strict=True)
+                ]
         for name, source in PRESENCE.items():
             answers = [a != "none" for a in columns[f"attr_{source}"]]
             truths = [t != "none" for t in columns[f"attr_{source}_true"]]
@@ -246,6 +280,11 @@ def attribute_summary(frame) -> dict[str, float]:
         summary[f"attr_{name}_acc"] = float(frame[f"attr_{name}_correct"].mean())
         summary[f"attr_{name}_bacc"] = balanced_accuracy(frame[f"attr_{name}_true"], frame[f"attr_{name}"])
         summary[f"attr_{name}_chance"] = 1.0 / len(options)
+    if "attr_eye_colour_matched" in frame:
+        summary["attr_eye_colour_matched_acc"] = float(frame["attr_eye_colour_matched_correct"].mean())
+        summary["attr_eye_colour_matched_bacc"] = balanced_accuracy(
+            frame["attr_eye_colour_true"], frame["attr_eye_colour_matched"]
+        )
     if "attr_eye_colour_score_blue" in frame and len(frame) > 1:
         summary["attr_eye_colour_centred_bacc"] = balanced_accuracy(
             frame["attr_eye_colour_true"], centred_iris_answers(frame)
