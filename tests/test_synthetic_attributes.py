@@ -20,10 +20,12 @@ from llvfsr.data.synthetic_attributes import (
     attribute_summary,
     balanced_accuracy,
     confusion,
+    face_references,
     iris_axes,
     read_iris_matched,
 )
 from llvfsr.priors.ensure import ensure_priors
+from llvfsr.priors.types import MASK_CLASSES
 
 SEED, N, SIZE = 5, 60, 64
 
@@ -70,28 +72,55 @@ def test_bicubic_faces_read_at_chance(reader, hr):
     assert summary["attr_earrings_bacc"] < 0.6
 
 
-def test_the_eye_colour_stays_out_of_the_lr_face_when_zoomed_on_the_eyes():
+@pytest.mark.parametrize("iris", ["pinwheel", "checker"])
+def test_the_eye_colour_stays_out_of_the_lr_face_when_zoomed_on_the_eyes(iris):
     """The control preset's faces (zoom 3: irises of ~8 px radius, a whole LR pixel) put the iris colour in the null
     space of the x8 degradation: the LR faces of a face's five colours are equal up to rounding (x8 and x16), the
     HR irises differ, and even the centred reading, which sees a partial move, is at chance on bicubic faces.
     Concentric rings gave 0.61 there; the pinwheel alone 0.17, but a trained network still read it at 0.41; hidden,
-    0.20 on 100 faces (chance 0.20)."""
+    0.20 on 100 faces (chance 0.20). The same holds for the checker iris."""
     colours = ATTRIBUTES["eye_colour"]
     for index in range(3):
-        versions = images([render_face(SEED, index, SIZE, {"eye_colour": c}, zoom=3.0) for c in colours])
+        versions = images([render_face(SEED, index, SIZE, {"eye_colour": c}, zoom=3.0, iris=iris) for c in colours])
         assert (versions - versions[:1]).abs().amax() > 0.3  # HR: clearly different irises
         for scale in (8, 16):
             lr = degrade_bicubic(versions, scale).mul(255).round()
             assert (lr - lr[:1]).abs().max() <= 1, scale  # LR: equal up to one grey level of rounding
     faces = list(range(50))  # 50 faces: chance 0.20 +- ~0.06, so a leak like the pinwheel's 0.41 still fails
-    zoomed = AttributeReader(SEED, faces, SIZE, zoom=3.0)
-    hr = images([render_face(SEED, i, SIZE, zoom=3.0) for i in faces])
+    zoomed = AttributeReader(SEED, faces, SIZE, zoom=3.0, iris=iris)
+    hr = images([render_face(SEED, i, SIZE, zoom=3.0, iris=iris) for i in faces])
     lr = degrade_bicubic(hr, 8).clamp(0, 1).mul(255).round().div(255)
     bicubic = F.interpolate(lr, scale_factor=8, mode="bicubic", align_corners=False).clamp(0, 1)
     assert attribute_summary(read(zoomed, hr))["attr_eye_colour_centred_bacc"] == 1.0
     assert attribute_summary(read(zoomed, hr))["attr_eye_colour_matched_bacc"] == 1.0
     assert attribute_summary(read(zoomed, bicubic))["attr_eye_colour_centred_bacc"] < 0.35
     assert attribute_summary(read(zoomed, bicubic))["attr_eye_colour_matched_bacc"] < 0.35  # measured 0.20
+
+
+def test_the_checker_iris_alternates_vivid_and_counter_tinted_pixels_and_only_there():
+    """`iris="checker"` changes the iris alone: the rest of the face, its mask and its texts are those of the
+    pinwheel face; inside the iris, neighbouring pixels depart from the face's colour-neutral iris in opposite
+    directions along the eye colour's axis (a checkerboard), and the face's fingerprint names the texture."""
+    pinwheel, checker = render_face(SEED, 0, SIZE, zoom=3.0), render_face(SEED, 0, SIZE, zoom=3.0, iris="checker")
+    np.testing.assert_array_equal(pinwheel.mask, checker.mask)
+    assert pinwheel.description == checker.description and pinwheel.caption == checker.caption
+    change = np.abs(pinwheel.image.astype(int) - checker.image.astype(int)).sum(-1)
+    eyes = np.isin(checker.mask, [MASK_CLASSES.index("l_eye"), MASK_CLASSES.index("r_eye")])
+    # the rest: the eyes' antialiased rims and the faint blur that hiding the colour from the LR face spreads
+    assert change[eyes].sum() > 0.75 * change.sum()  # measured 0.84-0.89 on 4 faces
+    ref = face_references(SEED, 0, SIZE, 3.0, "checker")["eye_colour"]
+    top, left, h, w = ref.box
+    own = ref.renders[ATTRIBUTES["eye_colour"].index(checker.attributes["eye_colour"])]
+    axis = torch.from_numpy(iris_axes()).float()[ATTRIBUTES["eye_colour"].index(checker.attributes["eye_colour"])]
+    along = np.einsum("chw,c->hw", own - ref.renders.mean(0), axis.numpy())  # departure along the colour's axis
+    rows, cols = np.nonzero(np.abs(along) > 0.05)
+    parity = (rows + top + cols + left) % 2
+    signs = np.sign(along[rows, cols])
+    assert len(rows) > 50 and abs(np.corrcoef(parity, signs)[0, 1]) > 0.95  # the sign follows the pixel's parity
+    assert SyntheticFaces("test", 4, iris="checker").fingerprint()["iris"] == "checker"
+    assert "iris" not in SyntheticFaces("test", 4).fingerprint()  # pinwheel stores keep their fingerprint
+    with pytest.raises(ValueError, match="iris"):
+        SyntheticFaces("test", 4, iris="fibres")
 
 
 def test_a_recoloured_iris_is_read_as_its_new_colour(reader):

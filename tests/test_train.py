@@ -86,6 +86,14 @@ def test_checkpoint_of_another_model_or_scale_is_refused(data, tmp_path):
         load_checkpoint(path, other_model, build_model(config))
     longer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=5))
     assert load_checkpoint(path, longer, build_model(config))["epoch"] == 1  # more epochs: a legal resume
+    # a checkpoint written before a config field existed resumes while the field keeps its default, not otherwise
+    state = torch.load(path, weights_only=True)
+    del state["config"]["data.synthetic_iris"]
+    torch.save(state, tmp_path / "older.pt")
+    assert load_checkpoint(tmp_path / "older.pt", config, build_model(config))["epoch"] == 1
+    checker = dataclasses.replace(config, data=dataclasses.replace(config.data, synthetic_iris="checker"))
+    with pytest.raises(CheckpointMismatch, match="data.synthetic_iris"):
+        load_checkpoint(tmp_path / "older.pt", checker, build_model(config))
 
 
 def test_required_fields_follow_the_built_branches(data):

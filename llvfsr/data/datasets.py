@@ -18,6 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from llvfsr.data.synthetic import GENERATOR_VERSION, SyntheticFace, render_face
+from llvfsr.data.synthetic_render import IRIS_TEXTURES
 from llvfsr.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -90,13 +91,23 @@ class SyntheticFaces(FaceDataset):
     name = "synthetic"
 
     def __init__(
-        self, split: str = "train", n: int = 1000, seed: int = 0, hr_size: int = 256, cache: int = 64, zoom: float = 1.0
+        self,
+        split: str = "train",
+        n: int = 1000,
+        seed: int = 0,
+        hr_size: int = 256,
+        cache: int = 64,
+        zoom: float = 1.0,
+        iris: str = "pinwheel",
     ):
         if split not in SYNTHETIC_SPLIT_OFFSET:
             raise ValueError(f"unknown split {split!r}; synthetic splits are {SPLITS}")
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
+        if iris not in IRIS_TEXTURES:
+            raise ValueError(f"synthetic iris must be one of {IRIS_TEXTURES}, got {iris!r}")
         self.split, self.n, self.seed, self.hr_size, self.zoom = split, int(n), int(seed), int(hr_size), float(zoom)
+        self.iris = iris
         self.family_seed = 10 * self.seed + SYNTHETIC_SPLIT_OFFSET[split]
         self._cache: OrderedDict[int, SyntheticFace] = OrderedDict()
         self._cache_size = cache
@@ -116,7 +127,7 @@ class SyntheticFaces(FaceDataset):
         i = self._check(i)
         face = self._cache.get(i)
         if face is None:
-            face = render_face(self.family_seed, i, self.hr_size, zoom=self.zoom)
+            face = render_face(self.family_seed, i, self.hr_size, zoom=self.zoom, iris=self.iris)
             self._cache[i] = face
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -132,10 +143,14 @@ class SyntheticFaces(FaceDataset):
                  "generator": "llvfsr.data.synthetic", "generator_version": GENERATOR_VERSION}  # fmt: skip
         if self.zoom != 1:  # only when set, so stores of unzoomed faces keep their fingerprint
             found["zoom"] = self.zoom
+        if self.iris != "pinwheel":  # likewise
+            found["iris"] = self.iris
         return found
 
     def head(self, n: int) -> SyntheticFaces:
-        return SyntheticFaces(self.split, min(int(n), self.n), self.seed, self.hr_size, self._cache_size, self.zoom)
+        return SyntheticFaces(
+            self.split, min(int(n), self.n), self.seed, self.hr_size, self._cache_size, self.zoom, self.iris
+        )
 
 
 def read_id_list(path: str | os.PathLike) -> list[str]:

@@ -21,7 +21,7 @@ def open_split(data: DataConfig, split: str):
     if data.dataset == "synthetic":
         return open_dataset(
             "synthetic", split, n=split_size(data, split), seed=data.data_seed, hr_size=data.hr_size,
-            zoom=data.synthetic_zoom,
+            zoom=data.synthetic_zoom, iris=data.synthetic_iris,
         )  # fmt: skip
     return open_dataset(
         data.dataset,

@@ -57,7 +57,7 @@ class SyntheticFace:
 
 
 def render_face(
-    seed: int, index: int, size: int = 256, overrides: dict | None = None, zoom: float = 1.0
+    seed: int, index: int, size: int = 256, overrides: dict | None = None, zoom: float = 1.0, iris: str = "pinwheel"
 ) -> SyntheticFace:
     """Render face `index` of the synthetic family `seed`.
 
@@ -68,6 +68,8 @@ def render_face(
         overrides: attribute values to force (e.g. ``{"eye_colour": "blue"}``). All random draws happen as without
             the override, so the rest of the face, its pose and its texture stay identical.
         zoom: magnify the face about the midpoint of its eyes (1: the whole face; see `zoom_on_eyes`).
+        iris: the texture carrying the eye colour: "pinwheel" (vivid sectors) or "checker" (vivid pixels on a
+            checkerboard, which a network can place exactly; the control preset's).
 
     Returns:
         A `SyntheticFace`; the same arguments always give bit-identical outputs.
@@ -79,10 +81,10 @@ def render_face(
             raise KeyError(f"unknown synthetic face attribute {key!r}; known: {sorted(attrs)}")
         attrs[key] = value
     geo = render.zoom_on_eyes(render.face_geometry(geo_rng, size), size, zoom)
-    image, mask, depth = render.paint_face(attrs, geo, tex_rng, size)
+    image, mask, depth = render.paint_face(attrs, geo, tex_rng, size, iris)
     if zoom != 1:  # zoomed irises are large enough for a trained model to find their colour in the LR face
         tex_again = np.random.default_rng((seed, index)).spawn(4)[2]  # the same textures as the first painting
-        neutral, _, _ = render.paint_face({**attrs, "eye_colour": None}, geo, tex_again, size)
+        neutral, _, _ = render.paint_face({**attrs, "eye_colour": None}, geo, tex_again, size, iris)
         image = hide_from_lr(image, neutral, HIDDEN_AT_SCALE)
     return SyntheticFace(
         image=image,

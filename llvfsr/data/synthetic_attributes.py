@@ -99,14 +99,15 @@ def _iris_deltas() -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=2048)  # a robustness pass reads the same test faces once per counterfactual
-def face_references(seed: int, index: int, size: int, zoom: float = 1.0) -> dict[str, AttributeReference]:
-    """References of every attribute of face `index` of family `seed` rendered at `size` px (and `zoom`); cached,
+def face_references(
+    seed: int, index: int, size: int, zoom: float = 1.0, iris: str = "pinwheel"
+) -> dict[str, AttributeReference]:
+    """References of every attribute of face `index` of family `seed` rendered at `size` px (`zoom`, `iris`); cached,
     so treat them as read-only."""
     refs = {}
     for name, options in ATTRIBUTES.items():
-        images = np.stack([render_face(seed, index, size, {name: option}, zoom).image for option in options]).astype(
-            np.float32
-        )
+        faces = [render_face(seed, index, size, {name: option}, zoom, iris).image for option in options]
+        images = np.stack(faces).astype(np.float32)
         images = images.transpose(0, 3, 1, 2) / 255.0  # [K, 3, S, S]
         differs = np.abs(images - images.mean(0, keepdims=True)).max(axis=(0, 1)) > _DIFFERS
         if not differs.any():  # cannot happen for these attributes; keep a 1-pixel box so shapes stay valid
@@ -173,8 +174,8 @@ def read_iris_matched(images: Tensor, refs: list[AttributeReference]) -> Tensor:
 
 
 @functools.lru_cache(maxsize=2048)
-def _attributes(seed: int, index: int, size: int, zoom: float) -> dict:
-    return render_face(seed, index, size, zoom=zoom).attributes
+def _attributes(seed: int, index: int, size: int, zoom: float, iris: str) -> dict:
+    return render_face(seed, index, size, zoom=zoom, iris=iris).attributes
 
 
 def reference_cache_dir() -> Path:
@@ -184,10 +185,14 @@ def reference_cache_dir() -> Path:
     return Path(os.environ.get("LLVFSR_CACHE", Path.home() / ".cache" / "llvfsr")) / "attribute_references"
 
 
-def cached_references(seed: int, indices: list[int], size: int, zoom: float) -> list[tuple[dict, dict]]:
+def cached_references(
+    seed: int, indices: list[int], size: int, zoom: float, iris: str = "pinwheel"
+) -> list[tuple[dict, dict]]:
     """Each face's true attributes and `face_references`, read from the on-disk cache where present; the missing
     ones are rendered and the cache file rewritten every 64 faces (atomically: a killed process keeps the last)."""
-    path = reference_cache_dir() / f"g{GENERATOR_VERSION}-r{REFERENCE_VERSION}-seed{seed}-{size}px-zoom{zoom:g}.pkl"
+    texture = "" if iris == "pinwheel" else f"-{iris}"  # the default keeps the names of existing caches
+    name = f"g{GENERATOR_VERSION}-r{REFERENCE_VERSION}-seed{seed}-{size}px-zoom{zoom:g}{texture}.pkl"
+    path = reference_cache_dir() / name
     stored: dict[int, tuple[dict, dict[str, AttributeReference]]] = {}
     if path.is_file():
         try:
@@ -196,7 +201,7 @@ def cached_references(seed: int, indices: list[int], size: int, zoom: float) -> 
             stored = {}  # a damaged cache is rebuilt, never trusted
     missing = [i for i in indices if i not in stored]
     for done, i in enumerate(tqdm(missing, desc="attribute references", unit="face", disable=len(missing) < 32), 1):
-        stored[i] = (dict(_attributes(seed, i, size, zoom)), face_references(seed, i, size, zoom))
+        stored[i] = (dict(_attributes(seed, i, size, zoom, iris)), face_references(seed, i, size, zoom, iris))
         if done % 64 == 0 or done == len(missing):  # a killed process keeps what it rendered up to here
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -209,8 +214,8 @@ class AttributeReader:
     """Reads every text-only attribute of the faces of one synthetic split (references rendered once, cached on
     disk by `cached_references`)."""
 
-    def __init__(self, seed: int, indices: list[int], size: int, zoom: float = 1.0):
-        faces = cached_references(seed, list(indices), size, zoom)
+    def __init__(self, seed: int, indices: list[int], size: int, zoom: float = 1.0, iris: str = "pinwheel"):
+        faces = cached_references(seed, list(indices), size, zoom, iris)
         self.truth = [truth for truth, _ in faces]
         self.refs = [refs for _, refs in faces]
 

