@@ -64,22 +64,34 @@ def robustness_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def draw_colour_counterfactuals(views: dict, path: Path, title: str = "") -> None:
-    """LR | HR | SR under a description stating each iris colour (the true one marked), one row, as a PNG."""
+    """LR | HR | SR under a description stating each iris colour (the true one marked), one row, as a PNG; with an
+    ``iris_box`` in `views`, a second row shows that crop of each, pixel by pixel (a checker iris's colour lives
+    in single pixels)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import torch.nn.functional as F
 
     from llvfsr.data.synthetic_attributes import ATTRIBUTES
 
     colours = ATTRIBUTES["eye_colour"]
-    panels = [("LR", views["lr"]), ("HR", views["hr"])] + [
+    hr_size = views["hr"].shape[-1]
+    lr_shown = F.interpolate(views["lr"][None], size=hr_size, mode="nearest")[0]  # the LR pixels, at the HR size
+    panels = [("LR", lr_shown), ("HR", views["hr"])] + [
         (f"'{c}'" + (" (true)" if c == views["true"] else ""), views[c]) for c in colours
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.9 * len(panels), 2.3))
-    for ax, (label, image) in zip(axes, panels, strict=True):
-        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-        ax.set_title(label, fontsize=9)
+    box = views.get("iris_box")
+    rows = 2 if box is not None else 1
+    fig, axes = plt.subplots(rows, len(panels), figsize=(1.9 * len(panels), 2.3 if rows == 1 else 3.4), squeeze=False)
+    for column, (label, image) in enumerate(panels):
+        axes[0, column].imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        axes[0, column].set_title(label, fontsize=9)
+        if box is not None:
+            top, left, height, width = box
+            crop = image[:, top : top + height, left : left + width]
+            axes[1, column].imshow(crop.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(f"one test face, its description stating each iris colour — {title}", fontsize=10)
     fig.tight_layout()

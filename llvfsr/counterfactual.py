@@ -294,9 +294,13 @@ def render_under_colours(model, data: SplitData, config: DataConfig, scale: int,
     """Test face `index` super-resolved under a description stating each iris colour in turn.
 
     Returns:
-        {"lr": float [3,h,w], "hr": float [3,H,W], "true": its colour, <colour>: SR float [3,H,W] per colour}.
+        {"lr": float [3,h,w], "hr": float [3,H,W], "true": its colour, <colour>: SR float [3,H,W] per colour,
+        "iris_box": (top, left, height, width) of the pixels where the face's colour versions differ}.
     """
     views = _under_colours(model, data, config, scale, [index])
-    out = {"lr": views["lr"][0], "hr": views["hr"][0], "true": views["truths"][0]}
+    rendered = views["hr_by_colour"][0]  # [K, 3, H, W]
+    rows, cols = torch.nonzero((rendered - rendered.mean(0)).abs().amax((0, 1)) > 4 / 255, as_tuple=True)
+    box = (int(rows.min()), int(cols.min()), int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1)
+    out = {"lr": views["lr"][0], "hr": views["hr"][0], "true": views["truths"][0], "iris_box": box}
     out.update({colour: views["sr"][0, k] for k, colour in enumerate(ATTRIBUTES["eye_colour"])})
     return out

@@ -135,6 +135,31 @@ def test_colour_response_is_the_fraction_of_the_stated_colour_drawn(rewritten, d
     assert colour_response(ColourOracle(data, data_config, 1.0, shift=1), data, data_config, 8, count=3) < 0.5
 
 
+def test_colour_figure_shows_each_stated_colour_and_the_iris_crop(rewritten, data_config, tmp_path):
+    """`render_under_colours` gives the SR face under each stated colour and the box where the colour versions
+    differ (the irises); the figure draws a second row of that crop."""
+    from PIL import Image
+
+    from analysis.robustness import draw_colour_counterfactuals
+    from llvfsr.counterfactual import render_under_colours
+
+    data, _ = rewritten
+    views = render_under_colours(ColourOracle(data, data_config, 1.0), data, data_config, 8, index=1)
+    top, left, height, width = views["iris_box"]
+    family = SyntheticFaces("test", 2, hr_size=data_config.hr_size).family_seed
+    versions = np.stack(
+        [render_face(family, 1, data_config.hr_size, {"eye_colour": c}).image for c in ATTRIBUTES["eye_colour"]]
+    ).astype(float)
+    changed = np.abs(versions - versions.mean(0)).max((0, 3)) > 4  # [H, W], in grey levels
+    assert changed.any() and changed[top : top + height, left : left + width].sum() == changed.sum()
+    assert torch.allclose(views[views["true"]], views["hr"], atol=1e-6)  # the oracle draws the stated colour
+    draw_colour_counterfactuals(views, tmp_path / "one.png")
+    assert Image.open(tmp_path / "one.png").size[1] > 300  # two rows (one row: 253 px)
+    del views["iris_box"]
+    draw_colour_counterfactuals(views, tmp_path / "flat.png")
+    assert Image.open(tmp_path / "flat.png").size[1] < 300
+
+
 def test_hallucination_rate_counts_faces_showing_the_stated_value():
     frame = pd.DataFrame({"attr_eye_colour": ["blue", "green", "grey", "amber"]})
     stated = {"eye_colour": ["blue", "blue", None, "grey"]}  # None: the text states the truth there
