@@ -25,3 +25,5 @@ step $'\n== 4. python sweeps/robustness.py --sweep ablation-x8-synthetic --only 
   "$PY" sweeps/robustness.py --sweep ablation-x8-synthetic --only description:eye-colour
 step $'\n== 5. python analysis/tables.py --grid robustness --sweep ablation-x8-synthetic' \
   "$PY" analysis/tables.py --grid robustness --sweep ablation-x8-synthetic
+step $'\n== 6. python analysis/positive_control.py --n 32   (the positive control: LLV-FSR with and without the description, two checkpoints of the controls grid, read back)' \
+  "$PY" analysis/positive_control.py --n 32
