@@ -83,12 +83,13 @@ def draw_colour_counterfactuals(views: dict, path: Path, title: str = "") -> Non
     ]
     box = views.get("iris_box")
     rows = 2 if box is not None else 1
-    fig, axes = plt.subplots(rows, len(panels), figsize=(1.9 * len(panels), 2.3 if rows == 1 else 3.4), squeeze=False)
+    fig, axes = plt.subplots(rows, len(panels), figsize=(1.9 * len(panels), 2.3 if rows == 1 else 4.2), squeeze=False)
     for column, (label, image) in enumerate(panels):
         axes[0, column].imshow(image.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
         axes[0, column].set_title(label, fontsize=9)
         if box is not None:
             top, left, height, width = box
+            width = width // 2 if width > 2 * height else width  # two eyes side by side: the image-left one
             crop = image[:, top : top + height, left : left + width]
             axes[1, column].imshow(crop.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
     for ax in axes.flat:
