@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -32,11 +33,9 @@ EDIT = "description:eye-colour"  # the description states the next colour
 def read_back(checkpoint: Path, n: int, priors_root: Path) -> dict[str, float]:
     """Matched iris accuracy of one checkpoint on the first `n` test faces of its split, and, when it reads the
     description, the share of faces showing the colour an edited description states."""
+    from llvfsr.config import resolve_train
     from llvfsr.counterfactual import counterfactuals, hallucination_rates
-    from llvfsr.data.degrade import make_lr
-    from llvfsr.data.splits import open_split
-    from llvfsr.data.synthetic_attributes import attribute_summary
-    from llvfsr.evaluate import synthetic_attribute_reader
+    from llvfsr.evaluate import evaluate_split
     from llvfsr.models.from_config import required_fields
     from llvfsr.priors.ensure import ensure_priors
     from llvfsr.priors.types import PRIOR_KINDS
@@ -44,28 +43,23 @@ def read_back(checkpoint: Path, n: int, priors_root: Path) -> dict[str, float]:
     from llvfsr.trial_data import load_split
 
     config, model = load_trained(checkpoint)
-    data_config = dataclasses.replace(config.data, test_n=n, priors_root=str(priors_root))
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, test_n=n, priors_root=str(priors_root)))
     fields = required_fields(model, config.model.name)
-    ensure_priors(data_config, fields & set(PRIOR_KINDS), splits=("test",))
-    data = load_split(data_config, "test", fields, torch.device("cpu"))
-    reader = synthetic_attribute_reader(open_split(data_config, "test"), len(data))
+    ensure_priors(config.data, fields & set(PRIOR_KINDS), splits=("test",))
+    data = load_split(config.data, "test", fields, torch.device("cpu"))
+    tcfg = dataclasses.replace(resolve_train(config.train, config.model.name), lpips=False, niqe=False)
 
-    def frame(split) -> pd.DataFrame:
-        columns: dict[str, list] = {}
-        with torch.no_grad():
-            for start in range(0, len(split), 32):
-                index = torch.arange(start, min(start + 32, len(split)))
-                hr, priors = split.batch(index)
-                sr = model(make_lr(hr, data_config.scale), priors).clamp(0, 1)
-                for key, values in reader(sr, index.tolist()).items():
-                    columns.setdefault(key, []).extend(values)
-        return pd.DataFrame(columns)
+    def evaluate(split) -> tuple[dict[str, float], pd.DataFrame]:  # the trials' own evaluation, per-face CSV read back
+        with tempfile.TemporaryDirectory() as folder:
+            summary = evaluate_split(model, split, config, tcfg, Path(folder))
+            return summary, pd.read_csv(Path(folder) / "per_image.csv")
 
-    out = {"matched_acc": attribute_summary(frame(data))["attr_eye_colour_matched_acc"]}
+    summary, _ = evaluate(data)
+    out = {"matched_acc": summary["test_attr_eye_colour_matched_acc"]}
     if "description" in fields:
-        (edit,) = counterfactuals(data, data_config, [EDIT])
-        rates = hallucination_rates(frame(edit.data), edit.stated)
-        out["shows_edited_colour"] = rates["hallucination_eye_colour_matched"]
+        (edit,) = counterfactuals(data, config.data, [EDIT])
+        _, frame = evaluate(edit.data)
+        out["shows_edited_colour"] = hallucination_rates(frame, edit.stated)["hallucination_eye_colour_matched"]
     return out
 
 
